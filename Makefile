@@ -1,0 +1,47 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install into it when needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WANDB_SILENT := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-slow lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+# Trains the demo grid (3 heads x 2 seeds, tiny Qwen2.5-VL, synthetic testbed), then prints its table.
+demo: $(STAMP)
+	WANDB_MODE=offline $(BIN)/rmlab sweep demo
+	$(BIN)/rmlab tables demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not slurm" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m "slow" -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check rmlab tests bench
+	$(BIN)/ruff format --check rmlab tests bench
+
+# rmlab's training step against TRL's RewardTrainer (installs the `bench` extra: trl).
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/train_throughput.py
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q "trl==1.16.0"
+	touch $@
+
+clean:
+	rm -rf $(VENV) runs results/*.png .pytest_cache

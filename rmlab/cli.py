@@ -1,0 +1,134 @@
+"""The `rmlab` command: thin argument parsing over the library. Bad input ends in one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rmlab.errors import RmlabError
+
+LAUNCHERS = {"basic": "basic", "local": "submitit_local", "slurm": "submitit_slurm"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rmlab", description="Build multimodal reward models by ablation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one reward model: rmlab train [overrides]")
+    t.add_argument("-e", "--experiment", help="compose with experiments/NAME.yaml (one grid point: pass its overrides)")
+    t.add_argument("--cfg", action="store_true", help="print the composed config and its run directory, then exit")
+    t.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. head=mlp3_silu train.lr=1e-4")
+
+    s = sub.add_parser("sweep", help="launch an experiment's grid: rmlab sweep EXPERIMENT [overrides]")
+    s.add_argument("experiment")
+    s.add_argument("--launcher", choices=sorted(LAUNCHERS), default="basic",
+                   help="basic: one job after another in this process; local: submitit subprocesses; slurm: sbatch")
+    s.add_argument("overrides", nargs="*")
+
+    e = sub.add_parser("eval", help="score a trained model: rmlab eval eval.model=RUN_OR_MODEL_DIR [eval.data=FILE]")
+    e.add_argument("overrides", nargs="*")
+
+    tb = sub.add_parser("tables", help="rebuild an experiment's table from its runs")
+    tb.add_argument("experiment")
+    tb.add_argument("--out", default="results")
+    tb.add_argument("overrides", nargs="*")
+
+    d = sub.add_parser("data", help="data tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    sy = dsub.add_parser("synth", help="write the synthetic testbed (RLAIF-V parquet + UltraFeedback jsonl)")
+    sy.add_argument("--out", required=True)
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--mm-train", type=int, default=2000)
+    sy.add_argument("--mm-test", type=int, default=400)
+    sy.add_argument("--text-train", type=int, default=2000)
+    sy.add_argument("--text-test", type=int, default=400)
+    sy.add_argument("--image-size", type=int, default=56)
+    return p
+
+
+def cmd_train(args) -> int:
+    from omegaconf import OmegaConf
+
+    from rmlab.config.compose import compose
+    from rmlab.launch.run_dir import RunDir
+
+    cfg = compose(args.overrides, experiment=args.experiment)
+    run = RunDir.for_config(cfg)
+    if args.cfg:
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        print(f"# run directory: {run.path}")
+        return 0
+    from rmlab.train.recipe import train
+
+    run = train(cfg)
+    print(f"[rmlab] done: {run.path}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from rmlab.config.compose import base_overrides
+    from rmlab.launch.grid import grid_runs
+
+    runs = grid_runs(args.experiment, args.overrides)  # validates the experiment and every grid point first
+    print(f"[rmlab] {args.experiment}: {len(runs)} job(s), launcher {args.launcher}")
+    argv = ["rmlab-sweep", "-m", *base_overrides(args.experiment), f"hydra/launcher={LAUNCHERS[args.launcher]}",
+            *args.overrides]
+    from rmlab.launch import hydra_app
+
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        hydra_app.job()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    finally:
+        sys.argv = saved
+    states = [run.status().get("state", "pending") for _, run in runs]
+    failed = [str(run.path) for (_, run), s in zip(runs, states, strict=True) if s != "done"]
+    print(f"[rmlab] {args.experiment}: {states.count('done')}/{len(runs)} done")
+    for path in failed:
+        print(f"[rmlab] not done: {path}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_eval(args) -> int:
+    from rmlab.eval.standalone import run_eval
+
+    for name, metrics in run_eval(args.overrides).items():
+        print(f"{name}: accuracy {metrics['accuracy']:.1f}% over {metrics['n']} pairs")
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from rmlab.results.table import write_tables
+
+    print(write_tables(args.experiment, args.out, args.overrides), end="")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from rmlab.data.synth import SynthSpec, write_testbed
+
+    spec = SynthSpec(seed=args.seed, mm_train=args.mm_train, mm_test=args.mm_test, text_train=args.text_train,
+                     text_test=args.text_test, image_size=args.image_size)
+    manifest = write_testbed(args.out, spec)
+    print(f"[rmlab] wrote {args.out}: {manifest['counts']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "tables": cmd_tables, "data": cmd_data}
+    try:
+        return handler[args.command](args)
+    except RmlabError as e:
+        print(f"rmlab: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"rmlab: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Composing the config tree, and turning Hydra/OmegaConf errors into one line that names the valid choices.
+
+The config tree (`conf/`) and the experiments (`experiments/`) live at the project root; both are found from the
+package's location, never from the working directory, so `rmlab` works from any folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rmlab.errors import ConfigError
+
+
+def project_root() -> Path:
+    """The folder holding `conf/` and `experiments/`: RMLAB_ROOT if set, else the checkout the package lives in."""
+    root = Path(os.environ.get("RMLAB_ROOT") or Path(__file__).resolve().parents[2])
+    if not (root / "conf" / "config.yaml").exists():
+        raise ConfigError(f"no conf/config.yaml under {root}; install rmlab editable (pip install -e) or set RMLAB_ROOT")
+    return root
+
+
+def experiments() -> list[str]:
+    return sorted(p.stem for p in (project_root() / "experiments").glob("*.yaml"))
+
+
+def base_overrides(experiment: str | None) -> list[str]:
+    """What every composition adds: the project root on the search path, and the experiment file if any."""
+    overrides = [f"hydra.searchpath=[file://{project_root()}]"]
+    if experiment:
+        known = experiments()
+        if experiment not in known:
+            raise ConfigError(f"unknown experiment {experiment!r}; known: {', '.join(known)}")
+        overrides.append(f"+experiments={experiment}")
+    return overrides
+
+
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), experiment: str | None = None, with_hydra: bool = False
+) -> DictConfig:
+    """The fully composed config (typed, interpolations unresolved) for one run; `with_hydra` keeps `hydra.*`."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rmlab.config.schema import register
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+            cfg = hydra_compose(
+                "config", overrides=[*base_overrides(experiment), *overrides], return_hydra_config=with_hydra
+            )
+    except Exception as e:  # Hydra wraps OmegaConf's errors; unwrap them into one line
+        raise ConfigError(describe_config_error(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def describe_config_error(error: BaseException) -> str:
+    """One line from a Hydra or OmegaConf error chain.
+
+    OmegaConf's validation errors carry the offending key (`full_key`) and, for enums, the valid values; Hydra's
+    own errors (an unknown group option) list the options over several lines, which are joined here.
+    """
+    chain = []
+    e: BaseException | None = error
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        key = getattr(e, "full_key", None)
+        if key:
+            return f"{key}: {str(e).strip().splitlines()[0]}"
+    message = str(chain[0]).strip()
+    lines = message.splitlines() or [type(chain[0]).__name__]
+    first = lines[0]
+    header = next((i for i, line in enumerate(lines) if line.startswith("Available options")), None)
+    if header is not None:
+        options = []
+        for line in lines[header + 1 :]:
+            if not line.strip() or not line[0].isspace():
+                break
+            options.append(line.strip())
+        first = f"{first}; available: {', '.join(options)}"
+    return re.sub(r"\s+", " ", first)
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The config as plain containers with every interpolation resolved (enums as their values)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

@@ -1,0 +1,201 @@
+"""Typed schemas for the config tree, registered in Hydra's ConfigStore.
+
+Every group file in `conf/` is merged onto one of these dataclasses, so a misspelled key fails at composition
+("Key 'activaton' not in 'HeadConfig'") and an enum field names its valid values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+class Paradigm(StrEnum):
+    naive = "naive"
+
+
+class Activation(StrEnum):
+    none = "none"
+    tanh = "tanh"
+    silu = "silu"
+    relu = "relu"
+
+
+class Family(StrEnum):
+    qwen2_5_vl = "qwen2_5_vl"
+    qwen2_vl = "qwen2_vl"
+    internvl3 = "internvl3"
+    internvl2 = "internvl2"
+    qwen2_5 = "qwen2_5"
+    qwen3 = "qwen3"
+
+
+class DType(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class TrackingMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class EnsembleMethod(StrEnum):
+    none = "none"
+
+
+@dataclass
+class ParadigmConfig:
+    name: Paradigm = Paradigm.naive
+    center_coef: float = 0.0  # reward centering weight lambda in lambda * mean((r_w + r_l)^2)
+    length_norm: bool = False  # score r / log(len + 1), len = response tokens
+
+
+@dataclass
+class HeadConfig:
+    layers: int = 2
+    activation: Activation = Activation.silu
+    width: int | None = None  # hidden width of the MLP; null = the backbone's hidden size
+    dropout: float = 0.0
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class BackboneConfig:
+    family: Family = Family.qwen2_5_vl
+    hub_ids: dict[str, str] = field(default_factory=dict)  # scale name -> hub id
+    path: str | None = None  # a local checkpoint directory; overrides the hub id
+    vision_tower: list[str] = field(default_factory=list)  # module prefixes frozen by freeze_vision
+    trust_remote_code: bool = False
+    attn_implementation: str = "sdpa"
+    dtype: DType = DType.float32
+    freeze_vision: bool = False
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class TinyConfig:
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vision_hidden_size: int = 32
+    vision_layers: int = 2
+    max_position_embeddings: int = 1024
+
+
+@dataclass
+class ScaleConfig:
+    name: str = "tiny"
+    tiny: TinyConfig = field(default_factory=TinyConfig)  # sizes used when name == tiny
+
+
+@dataclass
+class DataSource:
+    name: str = "???"
+    adapter: str = "???"  # a registered dataset adapter (rmlab.data.adapters)
+    path: str = "???"  # local file or hub id
+    max_pairs: int | None = None  # cap on pairs taken from this source
+
+
+@dataclass
+class SynthConfig:
+    dir: str = "???"  # where the testbed lives; written there when missing
+    seed: int = 0
+    mm_train: int = 2000
+    mm_test: int = 400
+    text_train: int = 2000
+    text_test: int = 400
+    image_size: int = 56
+
+
+@dataclass
+class DataMixConfig:
+    name: str = "???"
+    train: list[DataSource] = field(default_factory=list)
+    test: list[DataSource] = field(default_factory=list)  # held-out sets scored when training ends
+    synth: SynthConfig | None = None
+    val_pairs: int = 200  # pairs split off the training data for validation during training
+    max_length: int = 512  # pairs longer than this are reported and skipped, never cut
+    seed: int = 0
+
+
+@dataclass
+class EnsembleConfig:
+    method: EnsembleMethod = EnsembleMethod.none
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    schedule: str = "cosine"
+    batch_size: int = 8  # pairs per micro-batch
+    grad_accum: int = 1
+    max_steps: int = 600  # optimizer steps
+    max_grad_norm: float = 1.0
+    eval_every: int = 200  # validation accuracy every N steps (0 = only at the end)
+    save_every: int = 200  # checkpoint every N steps (0 = only at the end)
+    keep_checkpoints: int = 2
+    threads: int = 0  # torch threads; 0 = what SLURM allots or all cores
+    deterministic: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    model: str | None = None  # `rmlab eval`: a run directory or a saved model directory
+    data: str | None = None  # `rmlab eval`: a preference file
+    adapter: str | None = None  # its dataset adapter
+    out: str | None = None  # where eval/<set>/ goes; default: the run (or model) directory
+    batch_size: int = 32
+
+
+@dataclass
+class TrackingConfig:
+    mode: TrackingMode = TrackingMode.offline
+    project: str = "rmlab"
+    entity: str | None = None
+
+
+@dataclass
+class PathsConfig:
+    runs: str = "runs"
+    data: str = "data"
+
+
+@dataclass
+class RMLabConfig:
+    experiment: str = "default"
+    paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    data_mix: DataMixConfig = field(default_factory=DataMixConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    table: Any = None  # an experiment's table spec rides along (read by the results stage)
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="rmlab_schema", node=RMLabConfig)

@@ -1,0 +1,54 @@
+"""`rmlab eval`: score a trained model (a run directory or a saved model directory) on preference files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from rmlab.errors import ConfigError
+
+
+def _model_dir(path: Path) -> tuple[Path, Path | None]:
+    """(saved model directory, run directory or None) for what `eval.model` points at."""
+    if (path / "rmlab_model.json").exists():
+        run = path.parent if (path.parent / "status.json").exists() else None
+        return path, run
+    if (path / "model" / "rmlab_model.json").exists():
+        return path / "model", path
+    raise ConfigError(f"eval.model={path}: neither a run directory (with model/) nor a saved rmlab model")
+
+
+def run_eval(overrides: list[str]) -> dict[str, dict]:
+    from rmlab.config.compose import compose
+    from rmlab.config.schema import DataSource
+    from rmlab.data.encode import PairEncoder, tokenizer_of
+    from rmlab.eval.score import evaluate_sets
+    from rmlab.models.reward_model import load_reward_model
+    from rmlab.paradigms import naive
+
+    cfg = compose(overrides)
+    e = cfg.eval
+    if not e.model:
+        raise ConfigError("eval.model is required: a run directory (runs/<experiment>/<signature>) or a model dir")
+    model_dir, run_dir = _model_dir(Path(e.model))
+    run_cfg = OmegaConf.load(run_dir / "config.yaml") if run_dir else None
+    if e.data:
+        if not e.adapter:
+            raise ConfigError("eval.data needs eval.adapter (the dataset schema of the file, e.g. rlaif_v)")
+        sources = [OmegaConf.structured(DataSource(name=Path(e.data).stem, adapter=e.adapter, path=e.data))]
+    elif run_cfg is not None:
+        sources = list(run_cfg.data_mix.test)
+    else:
+        raise ConfigError("eval.data is required when eval.model is a model directory outside a run")
+    length_norm = bool(run_cfg.paradigm.length_norm) if run_cfg is not None else cfg.paradigm.length_norm
+    max_length = int(run_cfg.data_mix.max_length) if run_cfg is not None else cfg.data_mix.max_length
+    model, processor = load_reward_model(model_dir)
+    encoder = PairEncoder(processor, max_length)
+    out_root = Path(e.out) if e.out else (run_dir or model_dir)
+
+    def rewards(m, batch):
+        return naive.rewards(m, batch, length_norm=length_norm)
+
+    return evaluate_sets(sources, model, encoder, tokenizer_of(processor).pad_token_id, rewards,
+                         lambda name: out_root / "eval" / name, e.batch_size, progress=cfg.train.progress)

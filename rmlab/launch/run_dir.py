@@ -1,0 +1,80 @@
+"""A run directory `runs/<experiment>/<signature>/` and its status file.
+
+Layout: `config.yaml` (the resolved config), `status.json` (state, attempts, timings), `checkpoints/`, `model/`
+(the trained model), `history.jsonl` (train curves), `eval/<set>/{predictions.jsonl,metrics.json}`.
+Every file is written atomically, so a crash never leaves a torn status or config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rmlab.launch.signature import signature
+from rmlab.util.atomic import atomic_write_json, atomic_write_text
+
+STATES = ("pending", "running", "done", "failed", "interrupted")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+    signature: str
+    experiment: str
+
+    @classmethod
+    def for_config(cls, cfg: DictConfig) -> RunDir:
+        sig = signature(cfg)
+        return cls(Path(cfg.paths.runs).resolve() / cfg.experiment / sig, sig, cfg.experiment)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.jsonl"
+
+    def eval_dir(self, name: str) -> Path:
+        return self.path / "eval" / name
+
+    def status(self) -> dict:
+        f = self.path / "status.json"
+        return json.loads(f.read_text()) if f.exists() else {"state": "pending", "attempts": 0}
+
+    def update_status(self, **fields) -> dict:
+        status = {**self.status(), **fields, "signature": self.signature, "experiment": self.experiment,
+                  "updated": _now()}
+        if fields.get("state") not in (None, *STATES):
+            raise ValueError(f"unknown run state {fields['state']!r}")
+        atomic_write_json(self.path / "status.json", status)
+        return status
+
+    def start_attempt(self, cfg: DictConfig) -> dict:
+        """Write the resolved config and mark the run as running (one more attempt)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        previous = self.status()
+        return self.update_status(
+            state="running",
+            attempts=previous.get("attempts", 0) + 1,
+            started=_now(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            error=None,
+        )

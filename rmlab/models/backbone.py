@@ -1,0 +1,94 @@
+"""Loading a backbone (the `backbone` x `scale` axes) and applying the training options to it.
+
+A backbone is the family's generative model class, from a local directory, a hub id, or built tiny in code; the
+options are the ones the ablations vary: frozen vision tower, LoRA, gradient checkpointing, dtype.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+
+import torch
+
+from rmlab.errors import ConfigError
+from rmlab.models.processors import load_processor
+from rmlab.models.tiny import TinyDims, build_tiny
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+VL_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2")
+
+
+def backbone_source(backbone, scale) -> str:
+    """Where the weights come from: `backbone.path`, `tiny`, or the hub id the family lists for this scale."""
+    if backbone.path:
+        return str(backbone.path)
+    if scale.name == "tiny":
+        return "tiny"
+    hub_ids = dict(backbone.hub_ids)
+    if scale.name not in hub_ids:
+        sizes = ", ".join([*hub_ids, "tiny"])
+        raise ConfigError(f"backbone {backbone.family} has no scale {scale.name!r}; available: {sizes}")
+    return hub_ids[scale.name]
+
+
+def _auto_class(family: str):
+    import transformers as tf
+
+    return tf.AutoModelForImageTextToText if family in VL_FAMILIES else tf.AutoModelForCausalLM
+
+
+def load_backbone(backbone, scale, seed: int = 0):
+    """(generative model, processor) for the configured backbone, in the configured dtype."""
+    family = str(backbone.family)
+    source = backbone_source(backbone, scale)
+    dtype = DTYPES[str(backbone.dtype)]
+    if source == "tiny":
+        dims = TinyDims(**{f.name: scale.tiny[f.name] for f in fields(TinyDims)})
+        model, processor = build_tiny(family, dims, seed=seed)
+        model = model.to(dtype)
+    else:
+        processor = load_processor(source, family, trust_remote_code=backbone.trust_remote_code)
+        model = _auto_class(family).from_pretrained(
+            source,
+            dtype=dtype,
+            attn_implementation=backbone.attn_implementation,
+            trust_remote_code=backbone.trust_remote_code,
+        )
+    return model, processor
+
+
+def freeze_vision_tower(model, prefixes) -> int:
+    """Freeze parameters under the vision tower's module prefixes (the projector stays trainable). Returns count."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(name.startswith(p + ".") for p in prefixes):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    if prefixes and not frozen:
+        raise ConfigError(f"freeze_vision: no parameter under {list(prefixes)}; check backbone.vision_tower")
+    return frozen
+
+
+def apply_lora(model, lora, vision_prefixes):
+    """Wrap the model with LoRA adapters on the language model's linear layers (never on the vision tower)."""
+    from peft import LoraConfig, get_peft_model
+
+    exclude = None
+    if vision_prefixes:
+        exclude = "|".join(f"{re.escape(p)}\\..*" for p in vision_prefixes)
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        exclude_modules=exclude,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def enable_gradient_checkpointing(model, with_lora: bool) -> None:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if with_lora:
+        model.enable_input_require_grads()

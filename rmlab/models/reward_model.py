@@ -1,0 +1,124 @@
+"""A scalar reward model: backbone hidden state at the last real token -> reward head -> one number.
+
+Saved as a directory that loads back with one call, `load_reward_model(path)`: the backbone in HF format with
+safetensors (or, with LoRA, the adapter beside a reference to its base), the head as `head.safetensors`, the
+processor, and `rmlab_model.json` describing how they fit together.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rmlab.data.encode import last_token_index
+from rmlab.models.heads import RewardHead
+from rmlab.util.atomic import atomic_dir
+
+META_FILE = "rmlab_model.json"
+FORMAT_VERSION = 1
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+class RewardModel(nn.Module):
+    def __init__(self, backbone: nn.Module, head: RewardHead, family: str, source: str):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.family = family
+        self.source = source
+        self.paradigm = "naive"
+
+    def base_model(self) -> nn.Module:
+        """The backbone without its LM head (LoRA layers, if any, are inside it)."""
+        model = self.backbone.get_base_model() if _is_peft(self.backbone) else self.backbone
+        return getattr(model, model.base_model_prefix)
+
+    def hidden_states(self, inputs: dict) -> torch.Tensor:
+        return self.base_model()(**inputs, use_cache=False, return_dict=True).last_hidden_state
+
+    def forward(self, inputs: dict, pool_index: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.hidden_states(inputs)
+        if pool_index is None:
+            pool_index = last_token_index(inputs["attention_mask"])
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), pool_index]
+        return self.head(pooled)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The parameters that training changes (what a checkpoint needs beside the base weights)."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+        unknown = [n for n in state if n not in params]
+        if missing or unknown:
+            raise ValueError(f"checkpoint does not match the model: missing {missing[:3]}, unknown {unknown[:3]}")
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    def save(self, path: str | Path, processor) -> Path:
+        """Write the model atomically: a crash leaves either the previous directory or the complete new one."""
+        from safetensors.torch import save_file
+
+        with atomic_dir(path) as tmp:
+            meta = {
+                "format": FORMAT_VERSION,
+                "family": self.family,
+                "paradigm": self.paradigm,
+                "head": self.head.config,
+            }
+            if _is_peft(self.backbone):
+                self.backbone.save_pretrained(tmp / "adapter")
+                base_source = self.source
+                if self.source == "tiny":  # not reloadable from anywhere else: keep the base weights too
+                    self.backbone.get_base_model().save_pretrained(tmp / "base")
+                    base_source = "base"
+                meta["backbone"] = {"adapter": "adapter", "base": base_source}
+            else:
+                self.backbone.save_pretrained(tmp / "backbone")
+                meta["backbone"] = {"weights": "backbone"}
+            processor.save_pretrained(tmp / "processor")
+            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, tmp / "head.safetensors")
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return Path(path)
+
+
+def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
+    """(RewardModel in eval mode, processor) from a directory written by `RewardModel.save`."""
+    from safetensors.torch import load_file
+
+    from rmlab.models.backbone import _auto_class
+    from rmlab.models.processors import load_processor
+
+    path = Path(path)
+    meta_path = path / META_FILE
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{path}: not an rmlab model directory (no {META_FILE})")
+    meta = json.loads(meta_path.read_text())
+    family = meta["family"]
+    processor = load_processor(str(path / "processor"), family)
+    auto = _auto_class(family)
+    spec = meta["backbone"]
+    if "adapter" in spec:
+        from peft import PeftModel
+
+        base = spec["base"]
+        base = str(path / base) if base == "base" else base
+        backbone = PeftModel.from_pretrained(auto.from_pretrained(base, dtype=dtype), str(path / spec["adapter"]))
+        source = base
+    else:
+        backbone = auto.from_pretrained(str(path / spec["weights"]), dtype=dtype)
+        source = str(path)
+    head_cfg = dict(meta["head"])
+    head = RewardHead(head_cfg.pop("in_dim"), **head_cfg)
+    head.load_state_dict(load_file(str(path / "head.safetensors")))
+    model = RewardModel(backbone, head, family, source)
+    model.eval()
+    return model, processor

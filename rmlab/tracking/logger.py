@@ -1,0 +1,115 @@
+"""Run logging: wandb (offline by default) with the project's naming conventions, plus the run's own JSON files.
+
+wandb run: project from config, group = experiment, job_type = stage, name = short axis values, tags = axis values
+(each <= 64 characters), config = the flattened resolved config, id = signature (see wandb_id), resume allowed,
+always finished.
+`history.jsonl` and `summary.json` in the run directory carry the same numbers, as a second source that needs
+no wandb reader. Only rank 0 logs. The API key is never written anywhere: wandb reads it from its own environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rmlab.config.compose import resolved
+from rmlab.util.atomic import atomic_write_json
+
+MAX_TAG = 64
+AXES = ("paradigm.name", "head.layers", "head.activation", "backbone.family", "scale.name", "data_mix.name",
+        "ensemble.method")
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def axis_values(cfg: DictConfig) -> dict[str, str]:
+    flat = flatten(resolved(cfg))
+    return {k: str(flat[k]) for k in AXES if k in flat}
+
+
+def run_name(cfg: DictConfig) -> str:
+    v = axis_values(cfg)
+    head = f"{v.get('head.layers')}x{v.get('head.activation')}"
+    return "-".join([v.get("paradigm.name", ""), head, v.get("backbone.family", ""), v.get("scale.name", ""),
+                     v.get("data_mix.name", "")])[:128]
+
+
+def tags(cfg: DictConfig) -> list[str]:
+    return [f"{k.split('.')[-1] if k.startswith('head.') else k.split('.')[0]}={v}"[:MAX_TAG]
+            for k, v in axis_values(cfg).items()]
+
+
+def wandb_id(signature: str, job_type: str) -> str:
+    """The training run's id is the signature; a later stage on the same run (eval) gets `<signature>-<stage>`."""
+    return signature if job_type == "train" else f"{signature}-{job_type}"
+
+
+class RunLogger:
+    """Context manager: `with RunLogger(cfg, run, "train") as log: log.log({...}, step=n)`; wandb always finished."""
+
+    def __init__(self, cfg: DictConfig, run, job_type: str):
+        self.cfg, self.run_dir, self.job_type = cfg, run, job_type
+        self.enabled = is_rank_zero()
+        self.wandb_run = None
+        self._summary: dict = {}
+
+    def __enter__(self) -> RunLogger:
+        mode = str(self.cfg.tracking.mode)
+        if self.enabled and mode != "disabled":
+            import wandb
+
+            self.wandb_run = wandb.init(
+                project=self.cfg.tracking.project,
+                entity=self.cfg.tracking.entity,
+                group=self.cfg.experiment,
+                job_type=self.job_type,
+                name=run_name(self.cfg),
+                tags=tags(self.cfg),
+                config=flatten(resolved(self.cfg)),
+                id=wandb_id(self.run_dir.signature, self.job_type),
+                resume="allow",
+                mode=mode,
+                dir=str(self.run_dir.path),
+                reinit="finish_previous",
+            )
+        return self
+
+    def log(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        with open(self.run_dir.history, "a") as f:
+            f.write(json.dumps({"step": step, "job_type": self.job_type, **metrics}) + "\n")
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step=step)
+
+    def summary(self, values: dict) -> None:
+        if not self.enabled:
+            return
+        self._summary.update(values)
+        path = Path(self.run_dir.path) / f"summary-{self.job_type}.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        atomic_write_json(path, {**previous, **values})
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update(flatten(values) if isinstance(values, dict) else values)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=0 if exc_type is None else 1)
+            self.wandb_run = None
+

@@ -1,0 +1,224 @@
+"""The training recipe: one config in, one finished run directory out. Read top to bottom.
+
+1. signature -> run directory; a finished run is skipped, an interrupted one resumes from its last checkpoint
+2. data: the mix's sources, a validation split, encoded once (overlong pairs reported, never cut)
+3. model: backbone (+ frozen vision tower, LoRA, checkpointing) and reward head
+4. loop: AdamW, warmup + cosine, gradient accumulation, validation and atomic checkpoints every N steps
+5. the trained model saved (loads back with one call), then scored on the mix's held-out sets
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import random
+import time
+
+import torch
+from omegaconf import DictConfig
+
+from rmlab.data.encode import PairEncoder, collate_pairs, encode_all, tokenizer_of
+from rmlab.data.mix import composition, ensure_synth, load_sources, split_validation
+from rmlab.errors import ConfigError, TrainingDiverged
+from rmlab.eval.score import evaluate_sets, pair_accuracy, score_pairs
+from rmlab.launch.run_dir import RunDir
+from rmlab.paradigms import naive
+from rmlab.tracking.logger import RunLogger
+from rmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+def set_threads(requested: int) -> int:
+    """torch threads: the config's number, else what SLURM allots, else every core."""
+    n = requested or int(os.environ.get("SLURM_CPUS_PER_TASK") or 0) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def warmup_cosine(total_steps: int, warmup_ratio: float):
+    """LR multiplier: linear warmup, then cosine decay to zero at total_steps."""
+    warmup = max(1, int(round(total_steps * warmup_ratio)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def micro_batches(n_items: int, batch_size: int, grad_accum: int, step: int, seed: int) -> list[list[int]]:
+    """The micro-batches of optimizer step `step`: a pure function of (seed, step), so resuming needs no state.
+
+    Items are visited in a fresh permutation each epoch (seeded by seed and epoch); the last partial batch of an
+    epoch is completed from the next epoch's permutation.
+    """
+    per_step = batch_size * grad_accum
+    start = step * per_step
+    order: list[int] = []
+    epoch = start // n_items
+    offset = start % n_items
+    while len(order) < per_step:
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n_items, generator=g).tolist()
+        order.extend(perm[offset:])
+        epoch, offset = epoch + 1, 0
+    order = order[:per_step]
+    return [order[i : i + batch_size] for i in range(0, per_step, batch_size)]
+
+
+def build_model(cfg: DictConfig):
+    """(RewardModel, processor) for the config's backbone, scale, options and head."""
+    from rmlab.models.backbone import (
+        apply_lora,
+        backbone_source,
+        enable_gradient_checkpointing,
+        freeze_vision_tower,
+        load_backbone,
+    )
+    from rmlab.models.heads import RewardHead
+    from rmlab.models.reward_model import RewardModel
+
+    b = cfg.backbone
+    model, processor = load_backbone(b, cfg.scale, seed=cfg.train.seed)
+    if b.freeze_vision:
+        freeze_vision_tower(model, list(b.vision_tower))
+    if b.gradient_checkpointing:
+        enable_gradient_checkpointing(model, with_lora=b.lora.enabled)
+    if b.lora.enabled:
+        model = apply_lora(model, b.lora, list(b.vision_tower))
+    hidden = model.config.get_text_config().hidden_size
+    torch.manual_seed(cfg.train.seed + 1)  # the head's init does not depend on how the backbone was built
+    head = RewardHead(hidden, cfg.head.layers, str(cfg.head.activation), cfg.head.width, cfg.head.dropout)
+    return RewardModel(model, head, str(b.family), backbone_source(b, cfg.scale)), processor
+
+
+def rewards_fn(cfg: DictConfig):
+    """(model, batch) -> (chosen rewards, rejected rewards) under the configured paradigm."""
+    return functools.partial(naive.rewards, length_norm=cfg.paradigm.length_norm)
+
+
+def train(cfg: DictConfig) -> RunDir:
+    """Train (or resume, or skip) the run this config names; return its run directory."""
+    run = RunDir.for_config(cfg)
+    if run.status().get("state") == "done":
+        print(f"[rmlab] {run.path}: already done, skipped")
+        return run
+    run.start_attempt(cfg)
+    try:
+        _train(cfg, run)
+    except KeyboardInterrupt:
+        run.update_status(state="interrupted", error="interrupted (KeyboardInterrupt)")
+        raise
+    except BaseException as e:
+        run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    return run
+
+
+def _train(cfg: DictConfig, run: RunDir) -> None:
+    t = cfg.train
+    if str(cfg.paradigm.name) != "naive":
+        raise ConfigError(f"paradigm {cfg.paradigm.name} is not implemented yet; available: naive")
+    threads = set_threads(t.threads)
+    seed_everything(t.seed, t.deterministic)
+
+    # 2. data
+    ensure_synth(cfg.data_mix.synth)
+    model, processor = build_model(cfg)
+    encoder = PairEncoder(processor, cfg.data_mix.max_length)
+    pad_id = tokenizer_of(processor).pad_token_id
+    train_pairs, val_pairs = split_validation(
+        load_sources(cfg.data_mix.train), cfg.data_mix.val_pairs, cfg.data_mix.seed
+    )
+    train_set, _, skipped = encode_all(encoder, train_pairs, "encode train", progress=t.progress)
+    val_set, _, _ = encode_all(encoder, val_pairs, "encode val", progress=False)
+    if not train_set:
+        raise ConfigError(f"data_mix {cfg.data_mix.name}: no training pair left after filtering ({skipped})")
+
+    # 3. optimizer and schedule
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(t.max_steps, t.warmup_ratio))
+
+    start_step = 0
+    ckpt = latest_checkpoint(run.checkpoints)
+    if ckpt is not None:
+        start_step = load_checkpoint(ckpt, model, optimizer, scheduler)["step"]
+        print(f"[rmlab] resumed from {ckpt.name}")
+
+    with RunLogger(cfg, run, job_type="train") as log:
+        log.summary(
+            {
+                "data/composition": composition(train_pairs),
+                "data/skipped": skipped,
+                "data/train_pairs": len(train_set),
+                "data/val_pairs": len(val_set),
+                "model/trainable_params": sum(p.numel() for p in params),
+                "threads": threads,
+            }
+        )
+        _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log)
+        model.save(run.model, processor)
+        results = evaluate_sets(cfg.data_mix.test, model, encoder, pad_id, rewards_fn(cfg), run.eval_dir,
+                                cfg.eval.batch_size, progress=t.progress)
+        log.summary({f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items()
+                     if isinstance(v, int | float)})
+    run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=t.max_steps)
+
+
+def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log) -> None:
+    from tqdm import tqdm
+
+    t = cfg.train
+    model.train()
+    bar = tqdm(total=t.max_steps, initial=start_step, desc=f"train {run.signature}", disable=not t.progress,
+               dynamic_ncols=True)
+    window_start, pairs_in_window = time.perf_counter(), 0
+    for step in range(start_step, t.max_steps):
+        optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        batches = micro_batches(len(train_set), t.batch_size, t.grad_accum, step, t.seed)
+        for idx in batches:
+            batch = collate_pairs([train_set[i] for i in idx], pad_id)
+            loss, metrics = naive.loss_and_metrics(model, batch, cfg.paradigm)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"
+                    " (lower train.lr or set train.max_grad_norm)"
+                )
+            (loss / len(batches)).backward()
+            for k, v in {"loss": loss.item(), **metrics}.items():
+                totals[k] = totals.get(k, 0.0) + v / len(batches)
+            pairs_in_window += len(idx)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], t.max_grad_norm or float("inf")
+        )
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss']:.3f}", acc=f"{totals['accuracy']:.2f}")
+        elapsed = time.perf_counter() - window_start
+        log.log({**{f"train/{k}": v for k, v in totals.items()}, "train/lr": scheduler.get_last_lr()[0],
+                 "train/grad_norm": float(grad_norm), "train/pairs_per_s": pairs_in_window / max(elapsed, 1e-9)},
+                step=done)
+        window_start, pairs_in_window = time.perf_counter(), 0
+        if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
+            model.eval()
+            scores = score_pairs(model, val_set, cfg.eval.batch_size, pad_id, rewards_fn(cfg))
+            log.log({"val/accuracy": pair_accuracy(scores)}, step=done)
+            model.train()
+        if t.save_every and done % t.save_every == 0 and done < t.max_steps:
+            save_checkpoint(run.checkpoints, done, model, optimizer, scheduler, {}, keep=t.keep_checkpoints)
+            run.update_status(step=done)
+    bar.close()
+    model.eval()
