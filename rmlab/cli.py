@@ -21,8 +21,12 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="launch an experiment's grid: rmlab sweep EXPERIMENT [overrides]")
     s.add_argument("experiment")
-    s.add_argument("--launcher", choices=sorted(LAUNCHERS), default="basic",
-                   help="basic: one job after another in this process; local: submitit subprocesses; slurm: sbatch")
+    s.add_argument(
+        "--launcher",
+        choices=sorted(LAUNCHERS),
+        default="basic",
+        help="basic: one job after another in this process; local: submitit subprocesses; slurm: sbatch",
+    )
     s.add_argument("overrides", nargs="*")
 
     e = sub.add_parser("eval", help="score a trained model: rmlab eval eval.model=RUN_OR_MODEL_DIR [eval.data=FILE]")
@@ -71,8 +75,13 @@ def cmd_sweep(args) -> int:
 
     runs = grid_runs(args.experiment, args.overrides)  # validates the experiment and every grid point first
     print(f"[rmlab] {args.experiment}: {len(runs)} job(s), launcher {args.launcher}")
-    argv = ["rmlab-sweep", "-m", *base_overrides(args.experiment), f"hydra/launcher={LAUNCHERS[args.launcher]}",
-            *args.overrides]
+    argv = [
+        "rmlab-sweep",
+        "-m",
+        *base_overrides(args.experiment),
+        f"hydra/launcher={LAUNCHERS[args.launcher]}",
+        *args.overrides,
+    ]
     from rmlab.launch import hydra_app
 
     saved = sys.argv
@@ -84,8 +93,8 @@ def cmd_sweep(args) -> int:
             raise
     finally:
         sys.argv = saved
-    states = [run.status().get("state", "pending") for _, run in runs]
-    failed = [str(run.path) for (_, run), s in zip(runs, states, strict=True) if s != "done"]
+    states = [run.status().get("state", "pending") for _, _, run in runs]
+    failed = [str(run.path) for (_, _, run), s in zip(runs, states, strict=True) if s != "done"]
     print(f"[rmlab] {args.experiment}: {states.count('done')}/{len(runs)} done")
     for path in failed:
         print(f"[rmlab] not done: {path}", file=sys.stderr)
@@ -110,15 +119,28 @@ def cmd_tables(args) -> int:
 def cmd_data(args) -> int:
     from rmlab.data.synth import SynthSpec, write_testbed
 
-    spec = SynthSpec(seed=args.seed, mm_train=args.mm_train, mm_test=args.mm_test, text_train=args.text_train,
-                     text_test=args.text_test, image_size=args.image_size)
+    spec = SynthSpec(
+        seed=args.seed,
+        mm_train=args.mm_train,
+        mm_test=args.mm_test,
+        text_train=args.text_train,
+        text_test=args.text_test,
+        image_size=args.image_size,
+    )
     manifest = write_testbed(args.out, spec)
     print(f"[rmlab] wrote {args.out}: {manifest['counts']}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may come after options (`rmlab tables demo --out x head=linear`): collect the stragglers.
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     handler = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "tables": cmd_tables, "data": cmd_data}
     try:
         return handler[args.command](args)

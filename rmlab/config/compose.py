@@ -19,7 +19,9 @@ def project_root() -> Path:
     """The folder holding `conf/` and `experiments/`: RMLAB_ROOT if set, else the checkout the package lives in."""
     root = Path(os.environ.get("RMLAB_ROOT") or Path(__file__).resolve().parents[2])
     if not (root / "conf" / "config.yaml").exists():
-        raise ConfigError(f"no conf/config.yaml under {root}; install rmlab editable (pip install -e) or set RMLAB_ROOT")
+        raise ConfigError(
+            f"no conf/config.yaml under {root}; install rmlab editable (pip install -e) or set RMLAB_ROOT"
+        )
     return root
 
 

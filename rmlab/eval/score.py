@@ -79,14 +79,16 @@ def score_set(model, encoder, pairs, batch_size, pad_id, rewards_fn, out_dir: Pa
     return metrics
 
 
-def evaluate_sets(sources, model, encoder, pad_id: int, rewards_fn, out_dir_for, batch_size: int,
-                  progress: bool = False) -> dict[str, dict]:
+def evaluate_sets(
+    sources, model, encoder, pad_id: int, rewards_fn, out_dir_for, batch_size: int, progress: bool = False
+) -> dict[str, dict]:
     """Score each held-out source; `out_dir_for(name)` says where its predictions and metrics go."""
     from rmlab.data.mix import load_sources
 
     results = {}
     for src in sources:
         pairs = load_sources([src])
-        results[src.name] = score_set(model, encoder, pairs, batch_size, pad_id, rewards_fn, out_dir_for(src.name),
-                                      progress=progress)
+        results[src.name] = score_set(
+            model, encoder, pairs, batch_size, pad_id, rewards_fn, out_dir_for(src.name), progress=progress
+        )
     return results

@@ -50,5 +50,13 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
     def rewards(m, batch):
         return naive.rewards(m, batch, length_norm=length_norm)
 
-    return evaluate_sets(sources, model, encoder, tokenizer_of(processor).pad_token_id, rewards,
-                         lambda name: out_root / "eval" / name, e.batch_size, progress=cfg.train.progress)
+    return evaluate_sets(
+        sources,
+        model,
+        encoder,
+        tokenizer_of(processor).pad_token_id,
+        rewards,
+        lambda name: out_root / "eval" / name,
+        e.batch_size,
+        progress=cfg.train.progress,
+    )

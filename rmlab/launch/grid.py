@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from rmlab.config.compose import compose
 from rmlab.launch.run_dir import RunDir
@@ -37,7 +37,10 @@ def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
     return [[*fixed, *point] for point in itertools.product(*choices)] if choices else [list(fixed)]
 
 
-def grid_runs(experiment: str, overrides: list[str] = ()) -> list[tuple[list[str], RunDir]]:
-    """(job overrides, run directory) for every job of the experiment's sweep."""
-    return [(point, RunDir.for_config(compose(point, experiment=experiment))) for point in grid_points(experiment,
-                                                                                                       overrides)]
+def grid_runs(experiment: str, overrides: list[str] = ()) -> list[tuple[list[str], DictConfig, RunDir]]:
+    """(job overrides, composed config, run directory) for every job of the experiment's sweep."""
+    jobs = []
+    for point in grid_points(experiment, overrides):
+        cfg = compose(point, experiment=experiment)
+        jobs.append((point, cfg, RunDir.for_config(cfg)))
+    return jobs

@@ -57,8 +57,13 @@ class RunDir:
         return json.loads(f.read_text()) if f.exists() else {"state": "pending", "attempts": 0}
 
     def update_status(self, **fields) -> dict:
-        status = {**self.status(), **fields, "signature": self.signature, "experiment": self.experiment,
-                  "updated": _now()}
+        status = {
+            **self.status(),
+            **fields,
+            "signature": self.signature,
+            "experiment": self.experiment,
+            "updated": _now(),
+        }
         if fields.get("state") not in (None, *STATES):
             raise ValueError(f"unknown run state {fields['state']!r}")
         atomic_write_json(self.path / "status.json", status)

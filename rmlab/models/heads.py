@@ -15,8 +15,9 @@ class RewardHead(nn.Module):
     Kept in float32 whatever the backbone dtype, so the Bradley-Terry loss is computed in full precision.
     """
 
-    def __init__(self, in_dim: int, layers: int = 2, activation: str = "silu", width: int | None = None,
-                 dropout: float = 0.0):
+    def __init__(
+        self, in_dim: int, layers: int = 2, activation: str = "silu", width: int | None = None, dropout: float = 0.0
+    ):
         super().__init__()
         if layers < 1:
             raise ValueError(f"head.layers must be >= 1, got {layers}")
@@ -30,8 +31,7 @@ class RewardHead(nn.Module):
                 modules += [ACTIVATIONS[activation](), nn.Dropout(dropout)]
             modules.append(nn.Linear(dims[i], dims[i + 1]))
         self.net = nn.Sequential(*modules)
-        self.config = {"in_dim": in_dim, "layers": layers, "activation": activation, "width": width,
-                       "dropout": dropout}
+        self.config = {"in_dim": in_dim, "layers": layers, "activation": activation, "width": width, "dropout": dropout}
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net(pooled.float()).squeeze(-1)

@@ -7,6 +7,7 @@ processor, and `rmlab_model.json` describing how they fit together.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -78,7 +79,7 @@ class RewardModel(nn.Module):
                 self.backbone.save_pretrained(tmp / "adapter")
                 base_source = self.source
                 if self.source == "tiny":  # not reloadable from anywhere else: keep the base weights too
-                    self.backbone.get_base_model().save_pretrained(tmp / "base")
+                    copy.deepcopy(self.backbone).unload().save_pretrained(tmp / "base")
                     base_source = "base"
                 meta["backbone"] = {"adapter": "adapter", "base": base_source}
             else:

@@ -258,4 +258,3 @@ def build_tiny(family: str, dims: TinyDims = TinyDims(), seed: int = 0):
 
 
 TINY_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2", "qwen2_5", "qwen3")
-

@@ -11,13 +11,27 @@ import math
 import statistics
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from rmlab.config.compose import resolved
 from rmlab.launch.grid import grid_runs
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30, the normal 1.96).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+_T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+}
 
 
 def t95(df: int) -> float:
@@ -47,18 +61,19 @@ def _get(tree, dotted: str):
 def collect_runs(experiment: str, overrides: list[str] = ()) -> list[dict]:
     """One record per grid job: its run dir, state, config and per-set metrics (if finished)."""
     records = []
-    for point, run in grid_runs(experiment, overrides):
-        cfg_file = run.path / "config.yaml"
+    for point, cfg, run in grid_runs(experiment, overrides):
         metrics = {}
         for f in sorted((run.path / "eval").glob("*/metrics.json")):
             metrics[f.parent.name] = json.loads(f.read_text())
-        records.append({
-            "point": point,
-            "path": str(run.path),
-            "state": run.status().get("state", "pending"),
-            "config": OmegaConf.to_container(OmegaConf.load(cfg_file)) if cfg_file.exists() else None,
-            "metrics": metrics,
-        })
+        records.append(
+            {
+                "point": point,
+                "path": str(run.path),
+                "state": run.status().get("state", "pending"),
+                "config": resolved(cfg),
+                "metrics": metrics,
+            }
+        )
     return records
 
 
@@ -67,8 +82,7 @@ def build_table(spec, records: list[dict]) -> tuple[list[str], list[list[str]], 
     row_keys = list(spec.rows)
     groups: dict[tuple, list[dict]] = {}
     for rec in records:
-        cfg = rec["config"] or _config_of_point(rec)
-        key = tuple(str(_get(cfg, k)) for k in row_keys)
+        key = tuple(str(_get(rec["config"], k)) for k in row_keys)
         groups.setdefault(key, []).append(rec)
     header = [k.split(".")[-1] for k in row_keys] + [c.name for c in spec.columns]
     rows = []
@@ -82,19 +96,6 @@ def build_table(spec, records: list[dict]) -> tuple[list[str], list[list[str]], 
     footer = {"runs": len(records), "done": sum(r["state"] == "done" for r in records)}
     footer["not finished"] = footer["runs"] - footer["done"]
     return header, rows, footer
-
-
-def _config_of_point(rec: dict) -> dict:
-    """Row keys for a run that has not written its config yet: read them off its overrides."""
-    tree: dict = {}
-    for o in rec["point"]:
-        k, v = o.split("=", 1)
-        node = tree
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
 
 
 def _cell(values: list[float], recs: list[dict]) -> str:
@@ -111,8 +112,11 @@ def _cell(values: list[float], recs: list[dict]) -> str:
 def to_markdown(title: str, header: list[str], rows: list[list[str]], footer: dict) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", "Runs read: " + ", ".join(f"{k} {v}" for k, v in footer.items()) + ". Cells: mean ± 95% t-interval "
-              "half-width over seeds (n = seeds finished)."]
+    lines += [
+        "",
+        "Runs read: " + ", ".join(f"{k} {v}" for k, v in footer.items()) + ". Cells: mean ± 95% t-interval "
+        "half-width over seeds (n = seeds finished).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -19,8 +19,15 @@ from rmlab.config.compose import resolved
 from rmlab.util.atomic import atomic_write_json
 
 MAX_TAG = 64
-AXES = ("paradigm.name", "head.layers", "head.activation", "backbone.family", "scale.name", "data_mix.name",
-        "ensemble.method")
+AXES = (
+    "paradigm.name",
+    "head.layers",
+    "head.activation",
+    "backbone.family",
+    "scale.name",
+    "data_mix.name",
+    "ensemble.method",
+)
 
 
 def is_rank_zero() -> bool:
@@ -46,13 +53,22 @@ def axis_values(cfg: DictConfig) -> dict[str, str]:
 def run_name(cfg: DictConfig) -> str:
     v = axis_values(cfg)
     head = f"{v.get('head.layers')}x{v.get('head.activation')}"
-    return "-".join([v.get("paradigm.name", ""), head, v.get("backbone.family", ""), v.get("scale.name", ""),
-                     v.get("data_mix.name", "")])[:128]
+    return "-".join(
+        [
+            v.get("paradigm.name", ""),
+            head,
+            v.get("backbone.family", ""),
+            v.get("scale.name", ""),
+            v.get("data_mix.name", ""),
+        ]
+    )[:128]
 
 
 def tags(cfg: DictConfig) -> list[str]:
-    return [f"{k.split('.')[-1] if k.startswith('head.') else k.split('.')[0]}={v}"[:MAX_TAG]
-            for k, v in axis_values(cfg).items()]
+    return [
+        f"{k.split('.')[-1] if k.startswith('head.') else k.split('.')[0]}={v}"[:MAX_TAG]
+        for k, v in axis_values(cfg).items()
+    ]
 
 
 def wandb_id(signature: str, job_type: str) -> str:
@@ -112,4 +128,3 @@ class RunLogger:
         if self.wandb_run is not None:
             self.wandb_run.finish(exit_code=0 if exc_type is None else 1)
             self.wandb_run = None
-

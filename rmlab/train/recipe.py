@@ -168,10 +168,19 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
         )
         _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log)
         model.save(run.model, processor)
-        results = evaluate_sets(cfg.data_mix.test, model, encoder, pad_id, rewards_fn(cfg), run.eval_dir,
-                                cfg.eval.batch_size, progress=t.progress)
-        log.summary({f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items()
-                     if isinstance(v, int | float)})
+        results = evaluate_sets(
+            cfg.data_mix.test,
+            model,
+            encoder,
+            pad_id,
+            rewards_fn(cfg),
+            run.eval_dir,
+            cfg.eval.batch_size,
+            progress=t.progress,
+        )
+        log.summary(
+            {f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items() if isinstance(v, int | float)}
+        )
     run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=t.max_steps)
 
 
@@ -180,8 +189,9 @@ def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, sta
 
     t = cfg.train
     model.train()
-    bar = tqdm(total=t.max_steps, initial=start_step, desc=f"train {run.signature}", disable=not t.progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=t.max_steps, initial=start_step, desc=f"train {run.signature}", disable=not t.progress, dynamic_ncols=True
+    )
     window_start, pairs_in_window = time.perf_counter(), 0
     for step in range(start_step, t.max_steps):
         optimizer.zero_grad(set_to_none=True)
@@ -208,9 +218,15 @@ def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, sta
         bar.update(1)
         bar.set_postfix(loss=f"{totals['loss']:.3f}", acc=f"{totals['accuracy']:.2f}")
         elapsed = time.perf_counter() - window_start
-        log.log({**{f"train/{k}": v for k, v in totals.items()}, "train/lr": scheduler.get_last_lr()[0],
-                 "train/grad_norm": float(grad_norm), "train/pairs_per_s": pairs_in_window / max(elapsed, 1e-9)},
-                step=done)
+        log.log(
+            {
+                **{f"train/{k}": v for k, v in totals.items()},
+                "train/lr": scheduler.get_last_lr()[0],
+                "train/grad_norm": float(grad_norm),
+                "train/pairs_per_s": pairs_in_window / max(elapsed, 1e-9),
+            },
+            step=done,
+        )
         window_start, pairs_in_window = time.perf_counter(), 0
         if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
             model.eval()

@@ -1,0 +1,86 @@
+"""`rmlab eval` on a finished run, and the demo experiment end to end: sweep, run directories, table."""
+
+import json
+
+import pytest
+
+from rmlab.cli import main
+from rmlab.config.compose import compose
+from rmlab.eval.score import metrics_for, pair_accuracy
+from rmlab.train.recipe import train
+
+
+class _P:
+    def __init__(self, category):
+        self.category = category
+
+
+def test_accuracy_is_strict_and_matches_a_hand_count():
+    scores = [(1.0, 0.0), (0.5, 0.5), (0.0, 2.0), (3.0, -1.0)]  # right, tie (wrong), wrong, right
+    assert pair_accuracy(scores) == 0.5
+    m = metrics_for([_P("a"), _P("a"), _P("b"), _P("b")], scores, {"overlong": 0})
+    assert m["accuracy"] == 50.0 and m["ties"] == 1
+    assert m["per_category"] == {"a": {"accuracy": 50.0, "n": 2}, "b": {"accuracy": 50.0, "n": 2}}
+
+
+def test_rmlab_eval_rescores_a_run_and_writes_predictions(workdir, tmp_path, synth_dir, capsys):
+    run = train(compose([*workdir, "train.max_steps=3", "tracking=disabled"]))
+    trained = json.loads((run.eval_dir("synth_shapes") / "metrics.json").read_text())
+
+    out = tmp_path / "rescored"
+    data = synth_dir / "rlaif_v" / "test.parquet"
+    assert (
+        main(
+            [
+                "eval",
+                f"eval.model={run.path}",
+                f"eval.data={data}",
+                "eval.adapter=rlaif_v",
+                f"eval.out={out}",
+                "train.progress=false",
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in (out / "eval" / "test" / "predictions.jsonl").read_text().splitlines()]
+    metrics = json.loads((out / "eval" / "test" / "metrics.json").read_text())
+    assert len(rows) == metrics["n"] == 80
+    assert rows[0]["id"] == "test-0" and {"reward_chosen", "reward_rejected"} <= set(rows[0])
+    hand = 100.0 * sum(r["reward_chosen"] > r["reward_rejected"] for r in rows) / len(rows)
+    assert metrics["accuracy"] == pytest.approx(hand)
+    assert metrics["accuracy"] == pytest.approx(trained["accuracy"])  # the saved model scores as it did in training
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_rmlab_eval_without_a_model_is_a_one_line_error(capsys):
+    assert main(["eval"]) == 2
+    assert capsys.readouterr().err.strip().startswith("rmlab: error: eval.model is required")
+
+
+def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_path, capsys):
+    overrides = [*workdir, "train=smoke", "tracking=disabled"]
+    assert main(["sweep", "demo", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "demo: 6 job(s)" in out and "demo: 6/6 done" in out
+    runs = sorted((tmp_path / "runs" / "demo").glob("*/status.json"))
+    assert len(runs) == 6 and all(json.loads(p.read_text())["state"] == "done" for p in runs)
+
+    assert main(["tables", "demo", "--out", str(tmp_path / "results"), *overrides]) == 0
+    md = (tmp_path / "results" / "demo.md").read_text()
+    assert capsys.readouterr().out == md
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| layers | activation | Acc | Colour | Shape | Count | Position |"
+    assert [line.split(" | ")[:2] for line in lines[1:]] == [["| 1", "none"], ["| 2", "silu"], ["| 3", "silu"]]
+    assert all("(n=2)" in line for line in lines[1:])
+    assert "runs 6, done 6, not finished 0" in md
+
+    # a second launch finds every run done and trains nothing
+    assert main(["sweep", "demo", *overrides]) == 0
+    assert capsys.readouterr().out.count("already done, skipped") == 6
+
+
+def test_table_cells_say_missing_when_nothing_ran(workdir, tmp_path):
+    from rmlab.results.table import write_tables
+
+    md = write_tables("demo", tmp_path / "results", [*workdir, "train=smoke"])
+    assert md.count("missing") == 3 * 5 and "runs 6, done 0, not finished 6" in md
