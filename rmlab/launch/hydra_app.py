@@ -19,9 +19,9 @@ register()
 
 @hydra.main(config_path=str(project_root() / "conf"), config_name="config", version_base="1.3")
 def job(cfg: DictConfig) -> dict:
-    from rmlab.train.recipe import train
-
     try:
+        from rmlab.train.recipe import train
+
         run = train(cfg)
         return {"state": "done", "run": str(run.path)}
     except Exception as e:

@@ -1,0 +1,157 @@
+"""Turning preference pairs into token ids, and batches of them into model inputs.
+
+Conversion to the model's chat template happens here and only here. The prompt is encoded once per pair (with its
+images, through the processor) and each response is tokenized on its own, so the two sequences of a pair share the
+prompt token for token. Nothing is ever truncated: a pair longer than `max_length` is reported by `OverlongPair`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from rmlab.data.records import PreferencePair, open_image
+
+# Processor outputs that run along the token axis (padded like input_ids); every other tensor the processor returns
+# describes the images and is concatenated along dim 0 in sequence order.
+_PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+class OverlongPair(ValueError):
+    """A pair that cannot fit max_length without cutting tokens (image tokens included)."""
+
+
+@dataclass
+class EncodedPair:
+    id: str
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    prompt_token_types: list[int] | None = None
+    vision: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        """Tokens of the longer of the two sequences."""
+        return len(self.prompt_ids) + max(len(self.chosen_ids), len(self.rejected_ids))
+
+
+def tokenizer_of(processor):
+    return getattr(processor, "tokenizer", processor)
+
+
+class PairEncoder:
+    """Encodes PreferencePairs for one processor (a VL processor or a plain tokenizer)."""
+
+    def __init__(self, processor, max_length: int):
+        self.processor = processor
+        self.tokenizer = tokenizer_of(processor)
+        self.is_vl = self.tokenizer is not processor
+        self.max_length = max_length
+
+    def render(self, prompt: list[dict], response: str | None = None) -> str:
+        """Chat-template text of the prompt (with the generation prompt) or of prompt + response."""
+        if response is None:
+            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        messages = [*prompt, {"role": "assistant", "content": response}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+
+    def _response_ids(self, prompt_text: str, pair: PreferencePair, response: str) -> list[int]:
+        full = self.render(pair.prompt, response)
+        if not full.startswith(prompt_text):
+            raise ValueError(
+                f"pair {pair.id}: the chat template does not render the prompt as a prefix of prompt + response"
+            )
+        return self.tokenizer(full[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+
+    def encode(self, pair: PreferencePair) -> EncodedPair:
+        prompt_text = self.render(pair.prompt)
+        token_types = None
+        vision: dict[str, torch.Tensor] = {}
+        if self.is_vl and pair.images:
+            images = [open_image(ref) for ref in pair.images]
+            out = self.processor(text=[prompt_text], images=[images], return_tensors="pt")
+            prompt_ids = out["input_ids"][0].tolist()
+            if "mm_token_type_ids" in out:
+                token_types = out["mm_token_type_ids"][0].tolist()
+            vision = {k: v for k, v in out.items() if k not in _PER_TOKEN_KEYS}
+        else:
+            if pair.images:
+                raise ValueError(f"pair {pair.id} has images but the backbone is text-only")
+            prompt_ids = self.tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+            if self.is_vl and self._wants_token_types():
+                token_types = [0] * len(prompt_ids)
+        encoded = EncodedPair(
+            id=pair.id,
+            prompt_ids=prompt_ids,
+            chosen_ids=self._response_ids(prompt_text, pair, pair.chosen),
+            rejected_ids=self._response_ids(prompt_text, pair, pair.rejected),
+            prompt_token_types=token_types,
+            vision=vision,
+        )
+        if encoded.length > self.max_length:
+            raise OverlongPair(
+                f"pair {pair.id}: {encoded.length} tokens (prompt {len(prompt_ids)}) > max_length {self.max_length}"
+            )
+        return encoded
+
+    def _wants_token_types(self) -> bool:
+        return "mm_token_type_ids" in getattr(self.processor, "model_input_names", ())
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token of each row, for left or right padding alike."""
+    length = attention_mask.shape[1]
+    return length - 1 - attention_mask.flip(1).long().argmax(1)
+
+
+def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict:
+    """2B sequences: the B chosen ones, then the B rejected ones, right-padded; one forward scores both halves.
+
+    Returns `inputs` (keyword arguments for the backbone), `pool_index` (last real token per row) and
+    `response_lengths` (tokens after the prompt, for length normalization).
+    """
+    rows = [(p, p.chosen_ids) for p in batch] + [(p, p.rejected_ids) for p in batch]
+    width = max(len(p.prompt_ids) + len(r) for p, r in rows)
+    n = len(rows)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    with_types = any(p.prompt_token_types is not None for p, _ in rows)
+    token_types = torch.zeros((n, width), dtype=torch.long) if with_types else None
+    for i, (p, response) in enumerate(rows):
+        seq = p.prompt_ids + response
+        input_ids[i, : len(seq)] = torch.tensor(seq)
+        attention_mask[i, : len(seq)] = 1
+        if token_types is not None and p.prompt_token_types is not None:
+            token_types[i, : len(p.prompt_token_types)] = torch.tensor(p.prompt_token_types)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if token_types is not None:
+        inputs["mm_token_type_ids"] = token_types
+    keys = sorted({k for p, _ in rows for k in p.vision})
+    for key in keys:
+        inputs[key] = torch.cat([p.vision[key] for p, _ in rows if key in p.vision], dim=0)
+    return {
+        "inputs": inputs,
+        "pool_index": last_token_index(attention_mask),
+        "response_lengths": torch.tensor([len(r) for _, r in rows], dtype=torch.long),
+    }
+
+
+def encode_all(encoder: PairEncoder, pairs: list[PreferencePair], desc: str, progress: bool = True):
+    """(encoded, kept pairs, skipped counts): overlong pairs are left out and reported, never cut."""
+    import sys
+
+    from tqdm import tqdm
+
+    encoded, kept, overlong = [], [], []
+    for pair in tqdm(pairs, desc=desc, disable=not progress, dynamic_ncols=True):
+        try:
+            encoded.append(encoder.encode(pair))
+            kept.append(pair)
+        except OverlongPair as e:
+            overlong.append(str(e))
+    if overlong:
+        shown = "; ".join(overlong[:3]) + (" ..." if len(overlong) > 3 else "")
+        print(f"[rmlab] {desc}: skipped {len(overlong)} pair(s) longer than max_length: {shown}", file=sys.stderr)
+    return encoded, kept, {"overlong": len(overlong)}

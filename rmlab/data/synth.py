@@ -1,0 +1,244 @@
+"""The synthetic testbed: preference pairs with real, learnable signal, written in real datasets' on-disk schemas.
+
+Multimodal pairs are images of shapes drawn with Pillow and a question about colour, shape, count or position; the
+chosen answer is right for the image and the rejected one is a plausible hallucination (another value of the same
+kind). They are written as RLAIF-V parquet (image bytes inside). Text pairs (object colours, digit comparison,
+one-digit sums, copying a phrase) are written as raw UltraFeedback jsonl: one instruction with rated completions.
+The evidence separating chosen from rejected is always visible to a small model: a colour, a count, a side, a word.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 210, 20),
+}
+SHAPES = ("circle", "square", "triangle")
+SIDES = ("left", "right")
+OBJECT_COLOURS = {
+    "banana": "yellow",
+    "lemon": "yellow",
+    "grass": "green",
+    "leaf": "green",
+    "sky": "blue",
+    "sea": "blue",
+    "tomato": "red",
+    "strawberry": "red",
+}
+COPY_WORDS = ("cat", "dog", "sun", "tree", "book", "fish", "star", "moon")
+
+MM_TASKS = ("colour", "shape", "count", "position")
+TEXT_TASKS = ("fact", "compare", "sum", "copy")
+
+RLAIF_V_DIR = "rlaif_v"
+ULTRAFEEDBACK_DIR = "ultrafeedback"
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What `rmlab data synth` writes: sizes per split, image side and the seed."""
+
+    seed: int = 0
+    mm_train: int = 2000
+    mm_test: int = 400
+    text_train: int = 2000
+    text_test: int = 400
+    image_size: int = 56
+
+
+def _draw_shape(draw, shape: str, box: tuple[int, int, int, int], fill) -> None:
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+
+
+def _other(rng: random.Random, options, right):
+    return rng.choice([o for o in options if o != right])
+
+
+def _image_png(size: int, items: list[tuple[str, str, tuple[int, int, int, int]]]) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), (245, 245, 245))
+    draw = ImageDraw.Draw(image)
+    for shape, colour, box in items:
+        _draw_shape(draw, shape, box, COLOURS[colour])
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _box(rng: random.Random, size: int, region: tuple[int, int, int, int], side: int) -> tuple[int, int, int, int]:
+    rx0, ry0, rx1, ry1 = region
+    x = rng.randint(rx0, max(rx0, rx1 - side))
+    y = rng.randint(ry0, max(ry0, ry1 - side))
+    return (x, y, x + side - 1, y + side - 1)
+
+
+def multimodal_example(rng: random.Random, task: str, size: int) -> dict:
+    """One image + question + (right answer, hallucinated answer)."""
+    colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+    big = max(8, size * 4 // 5)  # large shapes: the evidence fills most of the image tokens
+    if task == "colour":
+        items = [(shape, colour, _box(rng, size, (0, 0, size, size), big))]
+        question, right, wrong = "What colour is the shape?", colour, _other(rng, COLOURS, colour)
+    elif task == "shape":
+        items = [(shape, colour, _box(rng, size, (0, 0, size, size), big))]
+        question, right, wrong = "What shape is in the image?", shape, _other(rng, SHAPES, shape)
+    elif task == "count":
+        n = rng.randint(1, 4)
+        cell = size // 2
+        cells = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], n)  # one shape per quadrant: countable, no overlap
+        small = max(6, cell * 7 // 8)
+        items = [
+            (shape, colour, _box(rng, size, (cx * cell, cy * cell, (cx + 1) * cell, (cy + 1) * cell), small))
+            for cx, cy in cells
+        ]
+        question, right = "How many shapes are there?", str(n)
+        wrong = _other(rng, [str(k) for k in range(1, 5)], right)
+    elif task == "position":
+        side = rng.choice(SIDES)
+        half = (0, 0, size // 2, size) if side == "left" else (size // 2, 0, size, size)
+        items = [(shape, colour, _box(rng, size, half, max(6, size * 7 // 16)))]
+        question, right, wrong = "Is the shape on the left or on the right?", side, _other(rng, SIDES, side)
+    else:
+        raise ValueError(f"unknown multimodal task {task!r}; known: {', '.join(MM_TASKS)}")
+    return {"task": task, "png": _image_png(size, items), "question": question, "right": right, "wrong": wrong}
+
+
+def text_example(rng: random.Random, task: str) -> dict:
+    """One instruction + (right answer, wrong answer) where a small model can see the difference."""
+    if task == "fact":
+        obj = rng.choice(list(OBJECT_COLOURS))
+        right = OBJECT_COLOURS[obj]
+        question, wrong = f"What colour is a {obj}?", _other(rng, COLOURS, right)
+    elif task == "compare":
+        a, b = rng.sample(range(10), 2)
+        question, right, wrong = f"Which is larger, {a} or {b}?", str(max(a, b)), str(min(a, b))
+    elif task == "sum":
+        a, b = rng.randint(0, 4), rng.randint(0, 4)
+        question, right = f"What is {a}+{b}?", str(a + b)
+        wrong = str(a + b + rng.choice([-2, -1, 1, 2]) if a + b >= 2 else a + b + rng.choice([1, 2]))
+    elif task == "copy":
+        word = rng.choice(COPY_WORDS)
+        question, right, wrong = f"Repeat the word: {word}", word, _other(rng, COPY_WORDS, word)
+    else:
+        raise ValueError(f"unknown text task {task!r}; known: {', '.join(TEXT_TASKS)}")
+    return {"task": task, "question": question, "right": right, "wrong": wrong}
+
+
+def _rlaif_v_rows(rng: random.Random, n: int, size: int, split: str) -> list[dict]:
+    rows = []
+    for i in range(n):
+        ex = multimodal_example(rng, MM_TASKS[i % len(MM_TASKS)], size)
+        rows.append(
+            {
+                "ds_name": f"rmlab-synth-{ex['task']}",
+                "image": {"bytes": ex["png"], "path": ""},
+                "question": ex["question"],
+                "chosen": ex["right"],
+                "rejected": ex["wrong"],
+                "origin_dataset": "rmlab-synth",
+                "origin_split": json.dumps({"model": "rmlab-synth", "type": ex["task"], "split": split}),
+                "idx": f"{split}-{i}",
+                "image_path": f"synth/{split}/{ex['task']}/{i:06d}.png",
+            }
+        )
+    return rows
+
+
+def _ultrafeedback_row(ex: dict, i: int, split: str) -> dict:
+    def completion(model: str, text: str, score: float) -> dict:
+        rating = max(1, min(5, round(score / 2)))
+        aspect = {"Rating": str(rating), "Rationale": "synthetic"}
+        return {
+            "annotations": {
+                "helpfulness": {**aspect, "Rationale For Rating": "synthetic", "Type": ["1"]},
+                "honesty": aspect,
+                "instruction_following": aspect,
+                "truthfulness": {**aspect, "Rationale For Rating": "synthetic", "Type": ["0"]},
+            },
+            "critique": "Correct." if score > 5 else "Incorrect.",
+            "custom_system_prompt": "",
+            "fine-grained_score": float(rating),
+            "model": model,
+            "overall_score": score,
+            "principle": "helpfulness",
+            "response": text,
+        }
+
+    return {
+        "source": f"rmlab-synth-{ex['task']}",
+        "instruction": ex["question"],
+        "models": ["synth-right", "synth-wrong"],
+        "completions": [completion("synth-right", ex["right"], 9.0), completion("synth-wrong", ex["wrong"], 2.0)],
+        "correct_answers": [ex["right"]],
+        "incorrect_answers": [ex["wrong"]],
+        "id": f"{split}-{i}",
+    }
+
+
+def write_rlaif_v_parquet(rows: list[dict], path: Path) -> None:
+    """RLAIF-V's hub parquet: image as an embedded {bytes, path} struct under datasets' Image feature."""
+    from datasets import Dataset, Features, Image, Value
+
+    features = Features(
+        {
+            "ds_name": Value("string"),
+            "image": Image(),
+            "question": Value("string"),
+            "chosen": Value("string"),
+            "rejected": Value("string"),
+            "origin_dataset": Value("string"),
+            "origin_split": Value("string"),
+            "idx": Value("string"),
+            "image_path": Value("string"),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Dataset.from_list(rows, features=features).to_parquet(str(tmp))
+    tmp.replace(path)
+
+
+def _write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    tmp.replace(path)
+
+
+def write_testbed(out: str | Path, spec: SynthSpec = SynthSpec()) -> dict:
+    """Write both schemas, train and test splits, and a manifest; return the manifest.
+
+    Each split has its own random stream (seeded from spec.seed and the split name), so the test split does not
+    change when the train size does.
+    """
+    out = Path(out)
+    counts = {}
+    for split, n_mm, n_text in (("train", spec.mm_train, spec.text_train), ("test", spec.mm_test, spec.text_test)):
+        rng = random.Random(f"{spec.seed}-mm-{split}")
+        write_rlaif_v_parquet(_rlaif_v_rows(rng, n_mm, spec.image_size, split), out / RLAIF_V_DIR / f"{split}.parquet")
+        rng = random.Random(f"{spec.seed}-text-{split}")
+        text_rows = [
+            _ultrafeedback_row(text_example(rng, TEXT_TASKS[i % len(TEXT_TASKS)]), i, split) for i in range(n_text)
+        ]
+        _write_jsonl(text_rows, out / ULTRAFEEDBACK_DIR / f"{split}.jsonl")
+        counts[split] = {RLAIF_V_DIR: n_mm, ULTRAFEEDBACK_DIR: n_text}
+    manifest = {"generator": "rmlab.data.synth", "spec": spec.__dict__, "counts": counts}
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
