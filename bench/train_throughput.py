@@ -113,34 +113,29 @@ def trl_dataset(pairs):
 
 def rmlab_round(init_model, train_set, pad_id: int, steps: int, batch_size: int, lr: float, seed: int) -> dict:
     """One timed run of rmlab's training step (recipe.py's `_loop` without logging, validation or checkpoints)."""
-    from rmlab.data.encode import collate_pairs
-    from rmlab.paradigms import naive
-    from rmlab.train.recipe import micro_batches, warmup_cosine
+    from rmlab.train.recipe import make_optimizer, micro_batches, train_step, warmup_cosine
 
     model = copy.deepcopy(init_model)
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, 0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, 0.0))
     paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)  # plain Bradley-Terry, like TRL's default
-    widths, losses = [], []
+    t = SimpleNamespace(batch_size=batch_size, grad_accum=1, seed=seed, max_grad_norm=1.0)
+    losses = []
 
     start = time.perf_counter()
     for step in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        batches = micro_batches(len(train_set), batch_size, 1, step, seed)
-        for idx in batches:
-            batch = collate_pairs([train_set[i] for i in idx], pad_id)
-            loss, _metrics = naive.loss_and_metrics(model, batch, paradigm)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"rmlab: loss is {loss.item()} at step {step + 1}")
-            (loss / len(batches)).backward()
-            losses.append(loss.item())
-            widths.append(batch["inputs"]["input_ids"].shape[1])
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
+        losses.append(train_step(model, optimizer, scheduler, train_set, pad_id, step, t, paradigm)["loss"])
     elapsed = time.perf_counter() - start
+    widths = [  # padded width of each batch, worked out after the clock stopped
+        max(
+            len(train_set[i].prompt_ids) + len(r)
+            for i in idx
+            for r in (train_set[i].chosen_ids, train_set[i].rejected_ids)
+        )
+        for step in range(steps)
+        for idx in micro_batches(len(train_set), batch_size, 1, step, seed)
+    ]
 
     return {
         "seconds": elapsed,

@@ -61,9 +61,9 @@ def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_pa
     overrides = [*workdir, "train=smoke", "tracking=disabled"]
     assert main(["sweep", "demo", *overrides]) == 0
     out = capsys.readouterr().out
-    assert "demo: 6 job(s)" in out and "demo: 6/6 done" in out
+    assert "demo: 9 job(s)" in out and "demo: 9/9 done" in out
     runs = sorted((tmp_path / "runs" / "demo").glob("*/status.json"))
-    assert len(runs) == 6 and all(json.loads(p.read_text())["state"] == "done" for p in runs)
+    assert len(runs) == 9 and all(json.loads(p.read_text())["state"] == "done" for p in runs)
 
     assert main(["tables", "demo", "--out", str(tmp_path / "results"), *overrides]) == 0
     md = (tmp_path / "results" / "demo.md").read_text()
@@ -71,16 +71,16 @@ def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_pa
     lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert lines[0] == "| layers | activation | Acc | Colour | Shape | Count | Position |"
     assert [line.split(" | ")[:2] for line in lines[1:]] == [["| 1", "none"], ["| 2", "silu"], ["| 3", "silu"]]
-    assert all("(n=2)" in line for line in lines[1:])
-    assert "runs 6, done 6, not finished 0" in md
+    assert all("(n=3)" in line for line in lines[1:])
+    assert "runs 9, done 9, not finished 0" in md
 
     # a second launch finds every run done and trains nothing
     assert main(["sweep", "demo", *overrides]) == 0
-    assert capsys.readouterr().out.count("already done, skipped") == 6
+    assert capsys.readouterr().out.count("already done, skipped") == 9
 
 
 def test_table_cells_say_missing_when_nothing_ran(workdir, tmp_path):
     from rmlab.results.table import write_tables
 
     md = write_tables("demo", tmp_path / "results", [*workdir, "train=smoke"])
-    assert md.count("missing") == 3 * 5 and "runs 6, done 0, not finished 6" in md
+    assert md.count("missing") == 3 * 5 and "runs 9, done 0, not finished 9" in md

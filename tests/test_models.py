@@ -81,6 +81,8 @@ def test_lora_trains_adapters_and_head_and_saves_them_together(synth_dir, tmp_pa
 def test_freeze_vision_freezes_the_tower_not_the_projector():
     model, _ = build_model(compose(["backbone.freeze_vision=true"]))
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert "backbone.lm_head.weight" in frozen  # a scalar reward model never uses the LM head
+    frozen.discard("backbone.lm_head.weight")
     assert frozen and all(".visual.patch_embed." in n or ".visual.blocks." in n for n in frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if ".visual.merger." in n)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rmlab.errors import DataError
 from rmlab.data.records import PreferencePair, user_prompt
+from rmlab.errors import DataError
 
 Adapter = Callable[[dict, str], Iterator[PreferencePair]]
 ADAPTERS: dict[str, Adapter] = {}
@@ -109,7 +109,9 @@ def load_pairs(name: str, path: str, limit: int | None = None) -> list[Preferenc
         try:
             pairs.extend(fn(row, f"{Path(path).stem}-{i}"))
         except (KeyError, TypeError) as e:
-            raise DataError(f"{path}: row {i + 1}: does not match the {name} schema ({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"{path}: row {i + 1}: does not match the {name} schema ({type(e).__name__}: {e})"
+            ) from None
         if limit is not None and len(pairs) >= limit:
             return pairs[:limit]
     return pairs

@@ -113,21 +113,17 @@ def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict:
     `response_lengths` (tokens after the prompt, for length normalization).
     """
     rows = [(p, p.chosen_ids) for p in batch] + [(p, p.rejected_ids) for p in batch]
-    width = max(len(p.prompt_ids) + len(r) for p, r in rows)
-    n = len(rows)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((n, width), dtype=torch.long)
-    with_types = any(p.prompt_token_types is not None for p, _ in rows)
-    token_types = torch.zeros((n, width), dtype=torch.long) if with_types else None
-    for i, (p, response) in enumerate(rows):
-        seq = p.prompt_ids + response
-        input_ids[i, : len(seq)] = torch.tensor(seq)
-        attention_mask[i, : len(seq)] = 1
-        if token_types is not None and p.prompt_token_types is not None:
-            token_types[i, : len(p.prompt_token_types)] = torch.tensor(p.prompt_token_types)
+    lengths = [len(p.prompt_ids) + len(r) for p, r in rows]
+    width = max(lengths)
+    ids, mask = [], []
+    for (p, response), n in zip(rows, lengths, strict=True):
+        ids.append(p.prompt_ids + response + [pad_id] * (width - n))
+        mask.append([1] * n + [0] * (width - n))
+    input_ids, attention_mask = torch.tensor(ids), torch.tensor(mask)
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if token_types is not None:
-        inputs["mm_token_type_ids"] = token_types
+    if any(p.prompt_token_types is not None for p, _ in rows):
+        types = [(p.prompt_token_types or []) for p, _ in rows]
+        inputs["mm_token_type_ids"] = torch.tensor([t + [0] * (width - len(t)) for t in types])
     keys = sorted({k for p, _ in rows for k in p.vision})
     for key in keys:
         inputs[key] = torch.cat([p.vision[key] for p, _ in rows if key in p.vision], dim=0)
@@ -142,10 +138,10 @@ def encode_all(encoder: PairEncoder, pairs: list[PreferencePair], desc: str, pro
     """(encoded, kept pairs, skipped counts): overlong pairs are left out and reported, never cut."""
     import sys
 
-    from tqdm import tqdm
+    from rmlab.util.progress import progress as bar
 
     encoded, kept, overlong = [], [], []
-    for pair in tqdm(pairs, desc=desc, disable=not progress, dynamic_ncols=True):
+    for pair in bar(pairs, desc=desc, enabled=progress):
         try:
             encoded.append(encoder.encode(pair))
             kept.append(pair)

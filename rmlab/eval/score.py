@@ -21,14 +21,14 @@ CONVENTION = "accuracy = % of pairs with reward_chosen > reward_rejected (strict
 @torch.no_grad()
 def score_pairs(model, encoded, batch_size: int, pad_id: int, rewards_fn, progress: bool = False):
     """[(reward_chosen, reward_rejected)] in the order of `encoded`."""
-    from tqdm import tqdm
+    from rmlab.util.progress import progress as bar
 
     order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
     scores: list[tuple[float, float] | None] = [None] * len(encoded)
     was_training = model.training
     model.eval()
     starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="score", disable=not progress, dynamic_ncols=True):
+    for start in bar(starts, desc="score", enabled=progress):
         idx = order[start : start + batch_size]
         chosen, rejected = rewards_fn(model, collate_pairs([encoded[i] for i in idx], pad_id))
         for i, c, r in zip(idx, chosen.tolist(), rejected.tolist(), strict=True):
