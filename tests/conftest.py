@@ -56,3 +56,7 @@ def full_synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth full")
     write_testbed(out, SynthSpec())
     return out
+
+
+# Key overrides (not a `train=` group choice) so they also win over an experiment file's own train settings.
+SMOKE = ["train.max_steps=2", "train.eval_every=0", "train.save_every=0", "tracking=disabled"]

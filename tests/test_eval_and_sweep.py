@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import SMOKE
 
 from rmlab.cli import main
 from rmlab.config.compose import compose
@@ -58,7 +59,7 @@ def test_rmlab_eval_without_a_model_is_a_one_line_error(capsys):
 
 
 def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_path, capsys):
-    overrides = [*workdir, "train=smoke", "tracking=disabled"]
+    overrides = [*workdir, *SMOKE]
     assert main(["sweep", "demo", *overrides]) == 0
     out = capsys.readouterr().out
     assert "demo: 9 job(s)" in out and "demo: 9/9 done" in out
@@ -82,5 +83,5 @@ def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_pa
 def test_table_cells_say_missing_when_nothing_ran(workdir, tmp_path):
     from rmlab.results.table import write_tables
 
-    md = write_tables("demo", tmp_path / "results", [*workdir, "train=smoke"])
+    md = write_tables("demo", tmp_path / "results", [*workdir, *SMOKE])
     assert md.count("missing") == 3 * 5 and "runs 9, done 0, not finished 9" in md

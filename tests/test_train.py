@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import SMOKE
 
 from rmlab.config.compose import compose
 from rmlab.errors import TrainingDiverged
@@ -70,7 +71,7 @@ def test_resumed_run_ends_with_the_same_weights(workdir, tmp_path, monkeypatch):
 
 
 def test_a_finished_run_is_skipped(workdir):
-    cfg = compose([*workdir, "train=smoke", "tracking=disabled"])
+    cfg = compose([*workdir, *SMOKE])
     run = train(cfg)
     first = run.status()
     assert first["state"] == "done" and first["attempts"] == 1
