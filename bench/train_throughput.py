@@ -260,15 +260,16 @@ def main() -> None:
     import trl  # slow import (~10 s): once, outside any timed region
     from transformers import AutoModelForSequenceClassification
 
+    from rmlab.config.schema import TinyConfig
     from rmlab.data.encode import PairEncoder
     from rmlab.models.heads import RewardHead
     from rmlab.models.reward_model import RewardModel
-    from rmlab.models.tiny import TinyDims, build_tiny
+    from rmlab.models.tiny import build_tiny
 
     import_s = time.perf_counter() - t0
 
     # Models: rmlab's tiny Qwen2 with a linear head, and TRL's Qwen2ForSequenceClassification with its weights.
-    dims = TinyDims()
+    dims = TinyConfig()
     backbone, tok = build_tiny("qwen2_5", dims, seed=args.seed)
     torch.manual_seed(args.seed + 1)
     head = RewardHead(dims.hidden_size, layers=1, activation="none")

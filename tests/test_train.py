@@ -147,3 +147,33 @@ def test_tiny_text_backbone_learns_the_text_pairs(full_synth_dir, tmp_path):
     )
     run = train(cfg)
     assert _heldout_accuracy(run, "synth_text") >= 75.0
+
+
+def test_gradient_accumulation_matches_one_big_batch(synth_dir):
+    """4 pairs x 2 micro-batches give the gradient of the same 8 pairs in one batch."""
+    from types import SimpleNamespace
+
+    from rmlab.data.adapters import load_pairs
+    from rmlab.data.encode import PairEncoder, tokenizer_of
+    from rmlab.train.recipe import build_model, make_optimizer
+
+    grads = []
+    for batch_size, accum in ((8, 1), (4, 2)):
+        model, processor = build_model(compose(["tracking=disabled"]))
+        enc = PairEncoder(processor, 256)
+        data = [enc.encode(p) for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "train.parquet"), limit=16)]
+        opt = make_optimizer([p for p in model.parameters() if p.requires_grad], 0.0, 0.0)  # lr 0: keep weights
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        t = SimpleNamespace(batch_size=batch_size, grad_accum=accum, seed=0, max_grad_norm=0.0)
+        paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)
+        model.train()
+        recipe.train_step(model, opt, sched, data, tokenizer_of(processor).pad_token_id, 0, t, paradigm)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_bfloat16_backbone_trains_with_a_float32_head(workdir):
+    run = train(compose([*workdir, *SMOKE, "backbone.dtype=bfloat16"]))
+    model, _ = load_reward_model(run.model, dtype=torch.bfloat16)
+    assert next(model.backbone.parameters()).dtype == torch.bfloat16
+    assert model.head.net[0].weight.dtype == torch.float32

@@ -12,6 +12,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from rmlab.data.synth import SynthSpec
+
 
 class Paradigm(StrEnum):
     naive = "naive"
@@ -89,6 +91,8 @@ class BackboneConfig:
 
 @dataclass
 class TinyConfig:
+    """Sizes of a tiny backbone (`scale=tiny`); `build_tiny` takes this directly."""
+
     hidden_size: int = 64
     intermediate_size: int = 128
     num_layers: int = 2
@@ -114,14 +118,8 @@ class DataSource:
 
 
 @dataclass
-class SynthConfig:
+class SynthConfig(SynthSpec):
     dir: str = "???"  # where the testbed lives; written there when missing
-    seed: int = 0
-    mm_train: int = 2000
-    mm_test: int = 400
-    text_train: int = 2000
-    text_test: int = 400
-    image_size: int = 56
 
 
 @dataclass

@@ -42,7 +42,7 @@ RLAIF_V_DIR = "rlaif_v"
 ULTRAFEEDBACK_DIR = "ultrafeedback"
 
 
-@dataclass(frozen=True)
+@dataclass
 class SynthSpec:
     """What `rmlab data synth` writes: sizes per split, image side and the seed."""
 
@@ -222,12 +222,13 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def write_testbed(out: str | Path, spec: SynthSpec = SynthSpec()) -> dict:
+def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
     """Write both schemas, train and test splits, and a manifest; return the manifest.
 
     Each split has its own random stream (seeded from spec.seed and the split name), so the test split does not
     change when the train size does.
     """
+    spec = spec or SynthSpec()
     out = Path(out)
     counts = {}
     for split, n_mm, n_text in (("train", spec.mm_train, spec.text_train), ("test", spec.mm_test, spec.text_test)):

@@ -11,9 +11,10 @@ from dataclasses import fields
 
 import torch
 
+from rmlab.config.schema import TinyConfig
 from rmlab.errors import ConfigError
 from rmlab.models.processors import load_processor
-from rmlab.models.tiny import TinyDims, build_tiny
+from rmlab.models.tiny import build_tiny
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VL_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2")
@@ -44,7 +45,7 @@ def load_backbone(backbone, scale, seed: int = 0):
     source = backbone_source(backbone, scale)
     dtype = DTYPES[str(backbone.dtype)]
     if source == "tiny":
-        dims = TinyDims(**{f.name: scale.tiny[f.name] for f in fields(TinyDims)})
+        dims = TinyConfig(**{f.name: scale.tiny[f.name] for f in fields(TinyConfig)})
         model, processor = build_tiny(family, dims, seed=seed)
         model = model.to(dtype)
     else:

@@ -7,9 +7,9 @@ image-only processor (the stock processors need torchvision for their video half
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
+from rmlab.config.schema import TinyConfig
 from rmlab.models.processors import (
     ImageOnlyInternVLProcessor,
     ImageOnlyQwen2VLProcessor,
@@ -42,20 +42,6 @@ INTERNVL_EXTRA = {
 
 # The tiny image side: 56 px = 4x4 patches of 14 px, merged 2x2 -> 4 image tokens per image.
 IMAGE_SIZE = 56
-
-
-@dataclass(frozen=True)
-class TinyDims:
-    """Sizes of a tiny backbone (set by `scale=tiny`)."""
-
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    vision_hidden_size: int = 32
-    vision_layers: int = 2
-    max_position_embeddings: int = 1024
 
 
 # A small general English word list: the tiny tokenizer learns its merges from it, so common words are one token
@@ -123,7 +109,7 @@ def tiny_tokenizer(family: str):
     return tok
 
 
-def _text_config(tok, dims: TinyDims) -> dict:
+def _text_config(tok, dims: TinyConfig) -> dict:
     return dict(
         vocab_size=len(tok),
         hidden_size=dims.hidden_size,
@@ -160,7 +146,7 @@ def _qwen_vl_ids(tok) -> dict:
     return ids
 
 
-def build_tiny(family: str, dims: TinyDims = TinyDims(), seed: int = 0):
+def build_tiny(family: str, dims: TinyConfig | None = None, seed: int = 0):
     """Return (model, processor) for a family: the hub's model class with random weights, built offline.
 
     The model is the generative class (`...ForConditionalGeneration` / `...ForCausalLM`) so paradigms that
@@ -169,6 +155,7 @@ def build_tiny(family: str, dims: TinyDims = TinyDims(), seed: int = 0):
     import torch
     import transformers as tf
 
+    dims = dims or TinyConfig()
     tok = tiny_tokenizer(family)
     text = _text_config(tok, dims)
     head_dim = dims.hidden_size // dims.num_heads
