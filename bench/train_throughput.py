@@ -51,6 +51,9 @@ from types import SimpleNamespace  # noqa: E402
 
 import torch  # noqa: E402
 
+# rmlab's default pair layout and TRL's (two rows per pair), both measured.
+RMLAB_LAYOUTS = {"rmlab": "shared_prefix", "rmlab-concat": "concat"}
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -111,7 +114,9 @@ def trl_dataset(pairs):
 # ---------------------------------------------------------------------------------------------------------- rmlab
 
 
-def rmlab_round(init_model, train_set, pad_id: int, steps: int, batch_size: int, lr: float, seed: int) -> dict:
+def rmlab_round(
+    init_model, train_set, pad_id: int, steps: int, batch_size: int, lr: float, seed: int, layout: str
+) -> dict:
     """One timed run of rmlab's training step (recipe.py's `_loop` without logging, validation or checkpoints)."""
     from rmlab.train.recipe import make_optimizer, micro_batches, train_step, warmup_cosine
 
@@ -120,19 +125,21 @@ def rmlab_round(init_model, train_set, pad_id: int, steps: int, batch_size: int,
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, 0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, 0.0))
     paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)  # plain Bradley-Terry, like TRL's default
-    t = SimpleNamespace(batch_size=batch_size, grad_accum=1, seed=seed, max_grad_norm=1.0)
+    t = SimpleNamespace(batch_size=batch_size, grad_accum=1, seed=seed, max_grad_norm=1.0, pair_layout=layout)
     losses = []
 
     start = time.perf_counter()
     for step in range(steps):
         losses.append(train_step(model, optimizer, scheduler, train_set, pad_id, step, t, paradigm)["loss"])
     elapsed = time.perf_counter() - start
+
+    def row_length(e, response) -> int:
+        if layout == "shared_prefix":  # one row per pair: prompt, chosen, rejected
+            return len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids)
+        return len(e.prompt_ids) + len(response)
+
     widths = [  # padded width of each batch, worked out after the clock stopped
-        max(
-            len(train_set[i].prompt_ids) + len(r)
-            for i in idx
-            for r in (train_set[i].chosen_ids, train_set[i].rejected_ids)
-        )
+        max(row_length(train_set[i], r) for i in idx for r in (train_set[i].chosen_ids, train_set[i].rejected_ids))
         for step in range(steps)
         for idx in micro_batches(len(train_set), batch_size, 1, step, seed)
     ]
@@ -295,7 +302,10 @@ def main() -> None:
 
     # Warm-up (untimed): first-call costs (allocator, kernels, lazy imports) land here. The TRL warm-up also
     # tokenizes the dataset; the timed rounds reuse its token ids (TRL skips tokenizing an already tokenized set).
-    rmlab_round(rm_model, train_set, tok.pad_token_id, args.warmup_steps, args.batch_size, args.lr, args.seed)
+    for layout in RMLAB_LAYOUTS.values():
+        rmlab_round(
+            rm_model, train_set, tok.pad_token_id, args.warmup_steps, args.batch_size, args.lr, args.seed, layout
+        )
     warm = trl_round(
         trl_model, trl_dataset(pairs), tok, args.warmup_steps, args.batch_size, args.lr, args.seed, args.max_length
     )
@@ -342,17 +352,24 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     print(f"one full gc.collect() here: {gc_s:.2f} s; 1-min load average {load_before:.2f} on {os.cpu_count()} cores")
 
-    results: dict[str, list[dict]] = {"rmlab": [], "TRL": []}
+    results: dict[str, list[dict]] = {name: [] for name in (*RMLAB_LAYOUTS, "TRL")}
+    names = list(results)
     for r in range(args.rounds):
-        # Alternate which goes first, so neither always runs on a machine the other just warmed (or heated).
-        order = ("rmlab", "TRL") if r % 2 == 0 else ("TRL", "rmlab")
-        for name in order:
-            if name == "rmlab":
+        # Rotate which goes first, so none always runs on a machine another just warmed (or heated).
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name in RMLAB_LAYOUTS:
                 res = rmlab_round(
-                    rm_model, train_set, tok.pad_token_id, args.steps, args.batch_size, args.lr, args.seed + r
+                    rm_model,
+                    train_set,
+                    tok.pad_token_id,
+                    args.steps,
+                    args.batch_size,
+                    args.lr,
+                    args.seed + r,
+                    RMLAB_LAYOUTS[name],
                 )
                 print(
-                    f"round {r + 1} rmlab: {res['pairs_per_s']:7.1f} pairs/s ({res['seconds']:.2f} s; mean padded "
+                    f"round {r + 1} {name:12s} {res['pairs_per_s']:7.1f} pairs/s ({res['seconds']:.2f} s; mean padded "
                     f"width {res['mean_width']:.1f}; loss {res['loss_first']:.3f} -> {res['loss_last']:.3f})"
                 )
             else:
@@ -360,7 +377,7 @@ def main() -> None:
                     trl_model, trl_set, tok, args.steps, args.batch_size, args.lr, args.seed + r, args.max_length
                 )
                 print(
-                    f"round {r + 1} TRL:   {res['pairs_per_s']:7.1f} pairs/s ({res['seconds']:.2f} s; mean padded "
+                    f"round {r + 1} TRL          {res['pairs_per_s']:7.1f} pairs/s ({res['seconds']:.2f} s; mean padded "
                     f"width {res['mean_width']:.1f}; train() setup+teardown {res['setup_s']:.2f} s, in-loop "
                     f"{res['in_loop_pairs_per_s']:.1f} pairs/s; own train_samples_per_second "
                     f"{res['own_samples_per_s']:.1f}; mean loss {res['loss']:.3f})"
@@ -376,22 +393,29 @@ def main() -> None:
     }
     if max(spreads.values()) > 1.5:
         print(
-            f"warning: rounds disagree (fastest/slowest: rmlab {spreads['rmlab']:.1f}x, TRL {spreads['TRL']:.1f}x; "
+            "warning: rounds disagree (fastest/slowest: "
+            + ", ".join(f"{k} {v:.1f}x" for k, v in spreads.items())
+            + f"; "
             f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}): the machine was busy, rerun when it "
             "is quiet or with --threads 1 (when other processes take the cores, torch's OpenMP threads wait on each "
             "other and a step can take 100x longer)"
         )
     rm_med = statistics.median(x["pairs_per_s"] for x in results["rmlab"])
+    concat_med = statistics.median(x["pairs_per_s"] for x in results["rmlab-concat"])
     trl_med = statistics.median(x["pairs_per_s"] for x in results["TRL"])
     trl_loop = statistics.median(x["in_loop_pairs_per_s"] for x in results["TRL"])
     trl_own = statistics.median(x["own_samples_per_s"] for x in results["TRL"])
     print(
         f"TRL's own train_samples_per_second: median {trl_own:.0f}; wall clock around train(), its setup included: "
-        f"median {trl_med:.0f} pairs/s -> ratio {rm_med / trl_med:.2f} over {args.steps} steps"
+        f"median {trl_med:.0f} pairs/s -> rmlab ratio {rm_med / trl_med:.2f} over {args.steps} steps"
     )
     print(
-        f"rmlab/TRL pairs/s ratio (training steps): {rm_med / trl_loop:.2f} (rmlab {rm_med:.0f} pairs/s, "
-        f"TRL {trl_loop:.0f} pairs/s, median of {args.rounds})"
+        f"rmlab with TRL's layout (pair_layout=concat, 2 rows per pair): {concat_med:.0f} pairs/s -> ratio "
+        f"{concat_med / trl_loop:.2f}"
+    )
+    print(
+        f"rmlab/TRL pairs/s ratio (training steps, rmlab default pair_layout=shared_prefix): {rm_med / trl_loop:.2f} "
+        f"(rmlab {rm_med:.0f} pairs/s, TRL {trl_loop:.0f} pairs/s, median of {args.rounds})"
     )
 
 

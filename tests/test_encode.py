@@ -93,7 +93,38 @@ def test_padding_never_changes_a_score(family, synth_dir):
     assert len({e.length for e in encoded}) > 1, "the batch must actually need padding"
     pad = enc.tokenizer.pad_token_id
     with torch.no_grad():
-        alone = torch.stack([rm(collate_pairs([e], pad)["inputs"]) for e in encoded])
-        batch = collate_pairs(encoded, pad)
-        together = rm(batch["inputs"], batch["pool_index"]).view(2, -1).T
+        # alone: no pool_index given, so the model finds the last real token from the attention mask
+        alone = torch.stack([rm({"inputs": collate_pairs([e], pad)["inputs"]}) for e in encoded])
+        together = rm(collate_pairs(encoded, pad)).view(2, -1).T
     torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2", "qwen2_5", "qwen3"])
+def test_shared_prefix_layout_scores_as_the_concatenated_one(family, synth_dir):
+    """One row per pair (prompt once, 4D mask, restarted positions; M-RoPE for the Qwen-VL families) gives the
+    scores of two rows per pair; and the rejected response never sees the chosen one."""
+    import copy
+
+    from rmlab.data.adapters import load_pairs
+    from rmlab.data.packing import collate_shared_prefix
+    from rmlab.models.heads import RewardHead
+    from rmlab.models.reward_model import RewardModel
+
+    text = family in ("qwen2_5", "qwen3")
+    name, path = ("ultrafeedback", "ultrafeedback/test.jsonl") if text else ("rlaif_v", "rlaif_v/test.parquet")
+    model, processor = build_tiny(family)
+    enc = PairEncoder(processor, 256)
+    rm = RewardModel(model, RewardHead(64), family, "tiny").eval()
+    encoded = [enc.encode(p) for p in load_pairs(name, str(synth_dir / path))[:6]]
+    pad = enc.tokenizer.pad_token_id
+    longer_chosen = copy.deepcopy(encoded)
+    for e in longer_chosen:
+        e.chosen_ids = e.chosen_ids[:1] * (len(e.chosen_ids) + 3)
+    with torch.no_grad():
+        concat = rm(collate_pairs(encoded, pad))
+        packed = rm(collate_shared_prefix(encoded, pad))
+        changed = rm(collate_shared_prefix(longer_chosen, pad))
+    torch.testing.assert_close(packed, concat, atol=1e-5, rtol=1e-4)
+    n = len(encoded)
+    torch.testing.assert_close(changed[n:], packed[n:], atol=1e-5, rtol=1e-4)  # rejected scores untouched
+    assert (changed[:n] - packed[:n]).abs().max() > 1e-3  # while the chosen ones did change

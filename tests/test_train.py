@@ -123,15 +123,15 @@ def _heldout_accuracy(run, name):
     return json.loads((run.eval_dir(name) / "metrics.json").read_text())["accuracy"]
 
 
-# Thresholds: the held-out split has 400 pairs, so a chance-level model scores 50 +- 2.5 (one std); 60 is four
-# standard deviations above chance. The fixed seed makes the run deterministic on CPU; seeds 0, 1, 2 gave
-# 70.5, 84.5 and 65.3 (multimodal, 600 steps) and 94.5, 90.3 and 97.5 (text), so neither threshold is close.
+# Thresholds: the held-out split has 400 pairs, so a chance-level model scores 50 +- 2.5 (one std). The fixed seed
+# makes each run deterministic on CPU; at the default 1000 steps seeds 0, 1, 2 gave 81.0, 85.0 and 77.8
+# (multimodal) and the text runs are above 94, so 65 and 80 leave a wide margin while staying far above chance.
 def test_tiny_qwen2_5_vl_learns_the_multimodal_pairs(full_synth_dir, tmp_path):
     cfg = compose(
         [f"paths.runs={tmp_path}", f"data_mix.synth.dir={full_synth_dir}", "train.progress=false", "tracking=disabled"]
     )
     run = train(cfg)
-    assert _heldout_accuracy(run, "synth_shapes") >= 60.0
+    assert _heldout_accuracy(run, "synth_shapes") >= 65.0
 
 
 def test_tiny_text_backbone_learns_the_text_pairs(full_synth_dir, tmp_path):
@@ -146,7 +146,7 @@ def test_tiny_text_backbone_learns_the_text_pairs(full_synth_dir, tmp_path):
         ]
     )
     run = train(cfg)
-    assert _heldout_accuracy(run, "synth_text") >= 75.0
+    assert _heldout_accuracy(run, "synth_text") >= 80.0
 
 
 def test_gradient_accumulation_matches_one_big_batch(synth_dir):
@@ -164,7 +164,7 @@ def test_gradient_accumulation_matches_one_big_batch(synth_dir):
         data = [enc.encode(p) for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "train.parquet"), limit=16)]
         opt = make_optimizer([p for p in model.parameters() if p.requires_grad], 0.0, 0.0)  # lr 0: keep weights
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-        t = SimpleNamespace(batch_size=batch_size, grad_accum=accum, seed=0, max_grad_norm=0.0)
+        t = SimpleNamespace(batch_size=batch_size, grad_accum=accum, seed=0, max_grad_norm=0.0, pair_layout="concat")
         paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)
         model.train()
         recipe.train_step(model, opt, sched, data, tokenizer_of(processor).pad_token_id, 0, t, paradigm)

@@ -47,6 +47,11 @@ class TrackingMode(StrEnum):
     disabled = "disabled"
 
 
+class PairLayout(StrEnum):
+    concat = "concat"  # 2B rows: [prompt | chosen], [prompt | rejected] (TRL, OpenRLHF)
+    shared_prefix = "shared_prefix"  # B rows: [prompt | chosen | rejected], prompt once, 4D mask
+
+
 class EnsembleMethod(StrEnum):
     none = "none"
 
@@ -147,7 +152,8 @@ class TrainConfig:
     schedule: str = "cosine"
     batch_size: int = 8  # pairs per micro-batch
     grad_accum: int = 1
-    max_steps: int = 600  # optimizer steps
+    pair_layout: PairLayout = PairLayout.shared_prefix  # how a pair becomes model input; same scores either way
+    max_steps: int = 1000  # optimizer steps
     max_grad_norm: float = 1.0
     eval_every: int = 200  # validation accuracy every N steps (0 = only at the end)
     save_every: int = 200  # checkpoint every N steps (0 = only at the end)

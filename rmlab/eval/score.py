@@ -8,33 +8,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rmlab.data.encode import collate_pairs
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
 
 CONVENTION = "accuracy = % of pairs with reward_chosen > reward_rejected (strict: ties count as wrong)"
-
-
-@torch.no_grad()
-def score_pairs(model, encoded, batch_size: int, pad_id: int, rewards_fn, progress: bool = False):
-    """[(reward_chosen, reward_rejected)] in the order of `encoded`."""
-    from rmlab.util.progress import progress as bar
-
-    order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
-    scores: list[tuple[float, float] | None] = [None] * len(encoded)
-    was_training = model.training
-    model.eval()
-    starts = range(0, len(order), batch_size)
-    for start in bar(starts, desc="score", enabled=progress):
-        idx = order[start : start + batch_size]
-        chosen, rejected = rewards_fn(model, collate_pairs([encoded[i] for i in idx], pad_id))
-        for i, c, r in zip(idx, chosen.tolist(), rejected.tolist(), strict=True):
-            scores[i] = (c, r)
-    model.train(was_training)
-    return scores
 
 
 def pair_accuracy(scores) -> float:
@@ -68,27 +50,47 @@ def write_predictions(out_dir: Path, pairs, scores, metrics: dict) -> None:
     atomic_write_json(out_dir / "metrics.json", metrics)
 
 
-def score_set(model, encoder, pairs, batch_size, pad_id, rewards_fn, out_dir: Path, progress=False) -> dict:
-    """Encode, score and write one evaluation set; return its metrics."""
-    from rmlab.data.encode import encode_all
+@dataclass
+class Scorer:
+    """A trained model ready to score pairs: its encoder, how batches are laid out and scored."""
 
-    encoded, pairs, skipped = encode_all(encoder, pairs, f"encode {out_dir.name}", progress=False)
-    scores = score_pairs(model, encoded, batch_size, pad_id, rewards_fn, progress=progress)
-    metrics = metrics_for(pairs, scores, skipped)
-    write_predictions(out_dir, pairs, scores, metrics)
-    return metrics
+    model: torch.nn.Module
+    encoder: object  # rmlab.data.encode.PairEncoder
+    pad_id: int
+    rewards_fn: Callable  # (model, batch) -> (chosen rewards, rejected rewards)
+    collate: Callable  # (encoded pairs, pad_id) -> batch
+    batch_size: int = 32
+    progress: bool = False
 
+    @torch.no_grad()
+    def score(self, encoded) -> list[tuple[float, float]]:
+        """[(reward_chosen, reward_rejected)] in the order of `encoded`."""
+        from rmlab.util.progress import progress as bar
 
-def evaluate_sets(
-    sources, model, encoder, pad_id: int, rewards_fn, out_dir_for, batch_size: int, progress: bool = False
-) -> dict[str, dict]:
-    """Score each held-out source; `out_dir_for(name)` says where its predictions and metrics go."""
-    from rmlab.data.mix import load_sources
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
+        scores: list = [None] * len(encoded)
+        was_training = self.model.training
+        self.model.eval()
+        for start in bar(range(0, len(order), self.batch_size), desc="score", enabled=self.progress):
+            idx = order[start : start + self.batch_size]
+            chosen, rejected = self.rewards_fn(self.model, self.collate([encoded[i] for i in idx], self.pad_id))
+            for i, c, r in zip(idx, chosen.tolist(), rejected.tolist(), strict=True):
+                scores[i] = (c, r)
+        self.model.train(was_training)
+        return scores
 
-    results = {}
-    for src in sources:
-        pairs = load_sources([src])
-        results[src.name] = score_set(
-            model, encoder, pairs, batch_size, pad_id, rewards_fn, out_dir_for(src.name), progress=progress
-        )
-    return results
+    def score_set(self, pairs, out_dir: Path) -> dict:
+        """Encode, score and write one evaluation set; return its metrics."""
+        from rmlab.data.encode import encode_all
+
+        encoded, pairs, skipped = encode_all(self.encoder, pairs, f"encode {out_dir.name}", progress=False)
+        scores = self.score(encoded)
+        metrics = metrics_for(pairs, scores, skipped)
+        write_predictions(out_dir, pairs, scores, metrics)
+        return metrics
+
+    def evaluate(self, sources, out_dir_for: Callable[[str], Path]) -> dict[str, dict]:
+        """Score each held-out source; `out_dir_for(name)` says where its predictions and metrics go."""
+        from rmlab.data.mix import load_sources
+
+        return {src.name: self.score_set(load_sources([src]), out_dir_for(src.name)) for src in sources}

@@ -23,9 +23,8 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
     from rmlab.config.compose import compose
     from rmlab.config.schema import DataSource
     from rmlab.data.encode import PairEncoder, tokenizer_of
-    from rmlab.eval.score import evaluate_sets
     from rmlab.models.reward_model import load_reward_model
-    from rmlab.paradigms import naive
+    from rmlab.train.recipe import scorer
 
     cfg = compose(overrides)
     e = cfg.eval
@@ -41,22 +40,11 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
         sources = list(run_cfg.data_mix.test)
     else:
         raise ConfigError("eval.data is required when eval.model is a model directory outside a run")
-    length_norm = bool(run_cfg.paradigm.length_norm) if run_cfg is not None else cfg.paradigm.length_norm
-    max_length = int(run_cfg.data_mix.max_length) if run_cfg is not None else cfg.data_mix.max_length
+    # score as the run was trained (its paradigm options and pair layout); without a run, as this config says
+    score_cfg = run_cfg if run_cfg is not None else cfg
     model, processor = load_reward_model(model_dir)
-    encoder = PairEncoder(processor, max_length)
+    encoder = PairEncoder(processor, int(score_cfg.data_mix.max_length))
     out_root = Path(e.out) if e.out else (run_dir or model_dir)
-
-    def rewards(m, batch):
-        return naive.rewards(m, batch, length_norm=length_norm)
-
-    return evaluate_sets(
-        sources,
-        model,
-        encoder,
-        tokenizer_of(processor).pad_token_id,
-        rewards,
-        lambda name: out_root / "eval" / name,
-        e.batch_size,
-        progress=cfg.train.progress,
-    )
+    run_scorer = scorer(score_cfg, model, encoder, tokenizer_of(processor).pad_token_id, progress=cfg.train.progress)
+    run_scorer.batch_size = e.batch_size
+    return run_scorer.evaluate(sources, lambda name: out_root / "eval" / name)

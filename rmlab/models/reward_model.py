@@ -43,12 +43,38 @@ class RewardModel(nn.Module):
     def hidden_states(self, inputs: dict) -> torch.Tensor:
         return self.base_model()(**inputs, use_cache=False, return_dict=True).last_hidden_state
 
-    def forward(self, inputs: dict, pool_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, batch: dict) -> torch.Tensor:
+        """One score per pooled position of a collated batch (`collate_pairs` or `collate_shared_prefix`).
+
+        A batch may give `pool_index` (and `pool_rows`); without them each row is pooled at its last real token.
+        """
+        inputs = batch["inputs"]
+        if "rejected_spans" in batch and hasattr(self.base_model(), "get_rope_index"):
+            inputs = {**inputs, "position_ids": self._mrope_positions(batch)}
         hidden = self.hidden_states(inputs)
-        if pool_index is None:
-            pool_index = last_token_index(inputs["attention_mask"])
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), pool_index]
-        return self.head(pooled)
+        index = batch.get("pool_index")
+        if index is None:
+            index = last_token_index(inputs["attention_mask"])
+        rows = batch.get("pool_rows")
+        if rows is None:
+            rows = torch.arange(hidden.shape[0])
+        return self.head(hidden[rows.to(hidden.device), index.to(hidden.device)])
+
+    def _mrope_positions(self, batch: dict) -> torch.Tensor:
+        """M-RoPE (t, h, w) position ids for shared-prefix rows: the model's own computation over the row read as
+        one sequence, then the rejected response moved back to start where the chosen one starts (text after the
+        prompt advances all three axes together, so that is the position it would have after the prompt alone)."""
+        inputs = batch["inputs"]
+        positions, _ = self.base_model().get_rope_index(
+            inputs["input_ids"],
+            inputs.get("mm_token_type_ids", torch.zeros_like(inputs["input_ids"])),
+            image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=batch["attention_mask_2d"],
+        )
+        for b, (start, length, chosen_start) in enumerate(batch["rejected_spans"]):
+            first = positions[:, b, chosen_start : chosen_start + 1]
+            positions[:, b, start : start + length] = first + torch.arange(length, device=positions.device)
+        return positions
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The parameters that training changes (what a checkpoint needs beside the base weights)."""

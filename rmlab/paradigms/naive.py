@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 def rewards(model, batch: dict, length_norm: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen rewards, rejected rewards) for a collated batch of pairs."""
-    scores = model(batch["inputs"], pool_index=batch["pool_index"])
+    scores = model(batch)
     if length_norm:
         scores = scores / torch.log(batch["response_lengths"].to(scores) + 1.0).clamp_min(math.log(2.0))
     chosen, rejected = scores.chunk(2)

@@ -18,10 +18,11 @@ import time
 import torch
 from omegaconf import DictConfig
 
-from rmlab.data.encode import PairEncoder, collate_pairs, encode_all, tokenizer_of
+from rmlab.data.encode import PairEncoder, encode_all, tokenizer_of
 from rmlab.data.mix import composition, ensure_synth, load_sources, split_validation
+from rmlab.data.packing import collate_for
 from rmlab.errors import ConfigError, TrainingDiverged
-from rmlab.eval.score import evaluate_sets, pair_accuracy, score_pairs
+from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.run_dir import RunDir
 from rmlab.paradigms import naive
 from rmlab.tracking.logger import RunLogger
@@ -104,9 +105,11 @@ def build_model(cfg: DictConfig):
     return RewardModel(model, head, str(b.family), backbone_source(b, cfg.scale)), processor
 
 
-def rewards_fn(cfg: DictConfig):
-    """(model, batch) -> (chosen rewards, rejected rewards) under the configured paradigm."""
-    return functools.partial(naive.rewards, length_norm=cfg.paradigm.length_norm)
+def scorer(cfg: DictConfig, model, encoder, pad_id: int, progress: bool) -> Scorer:
+    """Scores pairs the way this config trains them (paradigm, pair layout)."""
+    rewards = functools.partial(naive.rewards, length_norm=cfg.paradigm.length_norm)
+    collate = collate_for(cfg.train.pair_layout)
+    return Scorer(model, encoder, pad_id, rewards, collate, cfg.eval.batch_size, progress=progress)
 
 
 def train(cfg: DictConfig) -> RunDir:
@@ -171,16 +174,7 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
         )
         _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log)
         model.save(run.model, processor)
-        results = evaluate_sets(
-            cfg.data_mix.test,
-            model,
-            encoder,
-            pad_id,
-            rewards_fn(cfg),
-            run.eval_dir,
-            cfg.eval.batch_size,
-            progress=t.progress,
-        )
+        results = scorer(cfg, model, encoder, pad_id, t.progress).evaluate(cfg.data_mix.test, run.eval_dir)
         log.summary(
             {f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items() if isinstance(v, int | float)}
         )
@@ -198,7 +192,7 @@ def train_step(model, optimizer, scheduler, train_set, pad_id: int, step: int, t
     totals: dict[str, float] = {}
     batches = micro_batches(len(train_set), t.batch_size, t.grad_accum, step, t.seed)
     for idx in batches:
-        batch = collate_pairs([train_set[i] for i in idx], pad_id)
+        batch = collate_for(t.pair_layout)([train_set[i] for i in idx], pad_id)
         loss, metrics = naive.loss_and_metrics(model, batch, paradigm)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {step + 1}")
@@ -218,6 +212,7 @@ def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, sta
     t = cfg.train
     model.train()
     bar = progress(total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=t.progress)
+    val_scorer = scorer(cfg, model, None, pad_id, progress=False)
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
         try:
@@ -240,8 +235,7 @@ def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, sta
         )
         if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
             model.eval()
-            scores = score_pairs(model, val_set, cfg.eval.batch_size, pad_id, rewards_fn(cfg))
-            log.log({"val/accuracy": pair_accuracy(scores)}, step=done)
+            log.log({"val/accuracy": pair_accuracy(val_scorer.score(val_set))}, step=done)
             model.train()
         if t.save_every and done % t.save_every == 0 and done < t.max_steps:
             save_checkpoint(run.checkpoints, done, model, optimizer, scheduler, {}, keep=t.keep_checkpoints)
