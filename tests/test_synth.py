@@ -62,8 +62,8 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 
 def test_held_out_split_is_not_the_train_split(synth_dir):
-    train = {p.images[0]["bytes"] for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "train.parquet"))}
-    test = [p.images[0]["bytes"] for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "test.parquet"))]
+    train = {p.images[0] for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "train.parquet"))}
+    test = [p.images[0] for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "test.parquet"))]
     assert sum(b in train for b in test) / len(test) < 0.05
 
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import io
+import re
+import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+ARCHIVE_SEP = "::"  # "images.zip::train/0001.jpg": a member of an archive
+
 
 @dataclass
 class PreferencePair:
-    """A prompt (chat messages, images referenced in place) with a chosen and a rejected final assistant turn.
+    """A prompt (chat messages, images and video frames referenced in place) with a chosen and a rejected final
+    assistant turn.
 
-    `prompt` is a list of `{"role", "content"}` messages; content is a string or a list of parts
-    `{"type": "text", "text": ...}` / `{"type": "image"}`. The i-th image part refers to `images[i]`, which holds
-    encoded bytes, a file path or a PIL image; decoding waits until encoding time.
+    `prompt` is a list of `{"role", "content"}` messages, multi-turn kept as such; content is a string or a list of
+    parts `{"type": "text", "text": ...}` / `{"type": "image"}` / `{"type": "video"}`. The i-th image part refers to
+    `images[i]` (encoded bytes, a `{bytes, path}` dict, a file path, `archive::member`, or a PIL image); the i-th
+    video part to `videos[i]`, a list of frames given the same way. Decoding waits until encoding time.
+    `origin` says where the pair came from (file and row), for every error and report about it.
     """
 
     id: str
@@ -22,24 +30,81 @@ class PreferencePair:
     chosen: str
     rejected: str
     images: list[Any] = field(default_factory=list)
+    videos: list[list[Any]] = field(default_factory=list)
     source: str = ""
     category: str = ""
     margin: float | None = None
+    chosen_score: float | None = None
+    rejected_score: float | None = None
+    origin: str = ""
+    meta: dict = field(default_factory=dict)
 
 
 def user_prompt(text: str, n_images: int = 0) -> list[dict]:
-    """A single user turn: the images first, then the text (how the VL datasets lay out a question)."""
+    """A single user turn: the images first, then the text (how most VL datasets lay out a question)."""
     if not n_images:
         return [{"role": "user", "content": text}]
     return [{"role": "user", "content": [{"type": "image"}] * n_images + [{"type": "text", "text": text}]}]
 
 
-def open_image(ref: Any):
-    """Decode an image reference (bytes, {bytes, path} dict, path or PIL image) to an RGB PIL image."""
-    from PIL import Image
+def content_with_images(text: str, n_images: int, placeholder: str = "<image>") -> str | list[dict]:
+    """Message content with the images where the text's placeholders put them (LLaVA-style `<image>` markers).
 
+    Placeholders beyond n_images are an error; images without a placeholder go first, as most datasets mean them.
+    """
+    pieces = re.split(re.escape(placeholder), text)
+    marked = len(pieces) - 1
+    if marked > n_images:
+        raise ValueError(f"{marked} {placeholder} placeholder(s) for {n_images} image(s)")
+    parts: list[dict] = [{"type": "image"}] * (n_images - marked)
+    for i, piece in enumerate(pieces):
+        if i > 0:
+            parts.append({"type": "image"})
+        piece = piece.strip("\n") if marked else piece
+        if piece.strip():
+            parts.append({"type": "text", "text": piece})
+    if not n_images:
+        return text
+    return parts
+
+
+def count_parts(messages: list[dict], kind: str) -> int:
+    return sum(1 for m in messages if isinstance(m["content"], list) for p in m["content"] if p.get("type") == kind)
+
+
+_archives: dict[str, zipfile.ZipFile] = {}
+_archives_lock = threading.Lock()
+
+
+def _read_archive_member(ref: str) -> bytes:
+    archive, member = ref.split(ARCHIVE_SEP, 1)
+    if archive.endswith(".zip"):
+        with _archives_lock:
+            zf = _archives.get(archive) or _archives.setdefault(archive, zipfile.ZipFile(archive))
+            return zf.read(member)
+    import tarfile
+
+    with tarfile.open(archive) as tf:
+        f = tf.extractfile(member)
+        if f is None:
+            raise FileNotFoundError(f"{member} is not a file in {archive}")
+        return f.read()
+
+
+def image_bytes_or_path(ref: Any):
+    """Normalize an image reference to bytes, a path, or a PIL image (archive members are read)."""
     if isinstance(ref, dict):
         ref = ref.get("bytes") or ref.get("path")
+    if isinstance(ref, str) and ARCHIVE_SEP in ref:
+        return _read_archive_member(ref)
+    return ref
+
+
+def open_image(ref: Any, max_pixels: int | None = None):
+    """Decode an image reference to an RGB PIL image; refuses images above `max_pixels` before decoding them."""
+    from PIL import Image
+
+    ref = image_bytes_or_path(ref)
     if isinstance(ref, bytes | bytearray):
         image = Image.open(io.BytesIO(ref))
     elif isinstance(ref, str | Path):
@@ -48,4 +113,6 @@ def open_image(ref: Any):
         image = ref
     else:
         raise TypeError(f"cannot open an image from {type(ref).__name__}")
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise ValueError(f"image of {image.width}x{image.height} pixels is over the limit of {max_pixels}")
     return image.convert("RGB")

@@ -1,0 +1,52 @@
+"""UltraFeedback (openbmb/UltraFeedback, raw): one instruction with rated completions, and the two pair views
+BaseReward trains on.
+
+Schema (OpenBMB/UltraFeedback README): source, instruction, models, completions[{model, principle,
+custom_system_prompt, response, annotations, fine-grained_score, overall_score, critique}], correct_answers,
+incorrect_answers. `overall_score` is the 1-10 critique score the paper's views use.
+
+- `ultrafeedback` (Ultra-All): every pair of completions with different overall scores, the higher one chosen.
+- `ultrafeedback_hard` (Ultra-Hard): the pairs whose score gap is at least `HARD_MIN_GAP` (a data_mix source sets
+  another with `options: {min_gap: ...}`): the clear-cut preferences only. The paper does not print its threshold.
+"""
+
+from rmlab.data.adapters.base import adapter
+from rmlab.data.records import PreferencePair, user_prompt
+
+HARD_MIN_GAP = 4.0
+SCHEMA = "instruction, completions[{response, overall_score}], source"
+
+
+def _pairs(row: dict, ctx, min_gap: float):
+    scored = [
+        (float(c["overall_score"]), c["response"]) for c in row["completions"] if c.get("overall_score") is not None
+    ]
+    base = str(row.get("id") or ctx.row_id)
+    k = 0
+    for i, (s_i, r_i) in enumerate(scored):
+        for s_j, r_j in scored[i + 1 :]:
+            if abs(s_i - s_j) < max(min_gap, 1e-9):
+                continue
+            (s_hi, hi), (s_lo, lo) = ((s_i, r_i), (s_j, r_j)) if s_i > s_j else ((s_j, r_j), (s_i, r_i))
+            yield PreferencePair(
+                id=f"{base}:{k}",
+                prompt=user_prompt(row["instruction"]),
+                chosen=hi,
+                rejected=lo,
+                source="ultrafeedback",
+                category=row.get("source") or "",
+                margin=s_hi - s_lo,
+                chosen_score=s_hi,
+                rejected_score=s_lo,
+            )
+            k += 1
+
+
+@adapter("ultrafeedback", hub_id="openbmb/UltraFeedback", modality="text", schema=SCHEMA)
+def ultra_all(row: dict, ctx):
+    yield from _pairs(row, ctx, min_gap=0.0)
+
+
+@adapter("ultrafeedback_hard", hub_id="openbmb/UltraFeedback", modality="text", schema=SCHEMA)
+def ultra_hard(row: dict, ctx):
+    yield from _pairs(row, ctx, min_gap=float(ctx.options.get("min_gap", HARD_MIN_GAP)))
