@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rmlab.errors import RmlabError
+from rmlab.errors import ConfigError, RmlabError
 
 LAUNCHERS = {"basic": "basic", "local": "submitit_local", "slurm": "submitit_slurm"}
 
@@ -47,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--text-train", type=int, default=2000)
     sy.add_argument("--text-test", type=int, default=400)
     sy.add_argument("--image-size", type=int, default=56)
+    va = dsub.add_parser(
+        "validate",
+        help="check a dataset file: rmlab data validate DATASET PATH [backbone=... data_mix.max_length=N]",
+        description="Reads PATH with DATASET's adapter, runs every check (empty fields, identical replies, images, "
+        "pixel limit, max_length with the config's backbone tokenizer, duplicates) and prints a JSON summary.",
+    )
+    va.add_argument("dataset", help="adapter name, e.g. rlaif_v, ultrafeedback, preference")
+    va.add_argument("path", help="local file or folder, a hub id, or `hub`")
+    va.add_argument("--image-root", help="folder or .zip/.tar archive the rows' relative image paths are under")
+    va.add_argument("--policy", choices=["skip", "fail"], default="skip")
+    va.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
+    va.add_argument("overrides", nargs="*", help="config overrides choosing the tokenizer: backbone=..., scale=...")
     return p
 
 
@@ -117,6 +129,23 @@ def cmd_tables(args) -> int:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "validate":
+        import json
+
+        import yaml
+
+        from rmlab.config.compose import compose
+        from rmlab.data.validate import validate_file
+
+        options = {}
+        for item in args.option:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+            options[key] = yaml.safe_load(value)
+        summary = validate_file(compose(args.overrides), args.dataset, args.path, args.image_root, options, args.policy)
+        print(json.dumps(summary, indent=2))
+        return 0
     from rmlab.data.synth import SynthSpec, write_testbed
 
     spec = SynthSpec(

@@ -24,6 +24,16 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _work_in_a_temporary_folder():
+    """Relative defaults (runs/, data/, data/.cache) land in a temporary folder, never in the checkout."""
+    previous = os.getcwd()
+    os.chdir(_TMP)
+    yield
+    os.chdir(previous)
+
+
 SMALL_SYNTH = {"mm_train": 240, "mm_test": 80, "text_train": 240, "text_test": 80}
 
 

@@ -52,6 +52,11 @@ class PairLayout(StrEnum):
     shared_prefix = "shared_prefix"  # B rows: [prompt | chosen | rejected], prompt once, 4D mask
 
 
+class InvalidPolicy(StrEnum):
+    skip = "skip"  # count and drop a bad pair (counts per reason in the run's summary)
+    fail = "fail"  # stop at the first bad pair, naming its file and row
+
+
 class EnsembleMethod(StrEnum):
     none = "none"
 
@@ -118,13 +123,24 @@ class ScaleConfig:
 class DataSource:
     name: str = "???"
     adapter: str = "???"  # a registered dataset adapter (rmlab.data.adapters)
-    path: str = "???"  # local file or hub id
-    max_pairs: int | None = None  # cap on pairs taken from this source
+    dataset: str | None = None  # a key of `datasets`: where the data lives (path, image_root, options)
+    path: str | None = None  # or directly: a local file, a folder of parquet shards, a hub id, or `hub`
+    image_root: str | None = None  # folder or .zip/.tar archive that the rows' relative image paths are under
+    weight: float = 1.0  # pairs taken = round(pairs * weight): 0.5 a seeded half, 2.0 every pair twice
+    max_pairs: int | None = None  # cap on pairs taken from this source (after the weight)
+    options: dict[str, Any] = field(default_factory=dict)  # adapter parameters, e.g. {min_gap: 4} for Ultra-Hard
 
 
 @dataclass
 class SynthConfig(SynthSpec):
     dir: str = "???"  # where the testbed lives; written there when missing
+
+
+@dataclass
+class DatasetLocation:
+    path: str = "hub"  # `hub` (the adapter's hub id), a hub id, a local file, or a folder of parquet shards
+    image_root: str | None = None  # folder or archive the rows' relative image paths are under
+    options: dict[str, Any] = field(default_factory=dict)  # adapter options that depend on the copy (e.g. mmpr root)
 
 
 @dataclass
@@ -135,6 +151,8 @@ class DataMixConfig:
     synth: SynthConfig | None = None
     val_pairs: int = 200  # pairs split off the training data for validation during training
     max_length: int = 512  # pairs longer than this are reported and skipped, never cut
+    max_image_pixels: int = 4096 * 4096  # larger images are refused from their header (decompression bombs)
+    on_invalid: InvalidPolicy = InvalidPolicy.skip
     seed: int = 0
 
 
@@ -183,6 +201,7 @@ class TrackingConfig:
 class PathsConfig:
     runs: str = "runs"
     data: str = "data"
+    cache: str = "${paths.data}/.cache"  # encoded pairs, shared by every job of a sweep
 
 
 @dataclass
@@ -193,6 +212,7 @@ class RMLabConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     data_mix: DataMixConfig = field(default_factory=DataMixConfig)
+    datasets: dict[str, DatasetLocation] = field(default_factory=dict)  # where each dataset lives (conf/datasets)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

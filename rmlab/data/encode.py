@@ -25,6 +25,7 @@ class OverlongPair(ValueError):
 @dataclass
 class EncodedPair:
     id: str
+    source: str
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
@@ -84,6 +85,7 @@ class PairEncoder:
                 token_types = [0] * len(prompt_ids)
         encoded = EncodedPair(
             id=pair.id,
+            source=pair.source,
             prompt_ids=prompt_ids,
             chosen_ids=self._response_ids(prompt_text, pair, pair.chosen),
             rejected_ids=self._response_ids(prompt_text, pair, pair.rejected),
@@ -134,8 +136,11 @@ def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict:
     }
 
 
-def encode_all(encoder: PairEncoder, pairs: list[PreferencePair], desc: str, progress: bool = True):
-    """(encoded, kept pairs, skipped counts): overlong pairs are left out and reported, never cut."""
+def encode_all(encoder: PairEncoder, pairs: list[PreferencePair], desc: str, progress: bool = True, validator=None):
+    """(encoded, kept pairs, skipped counts): overlong pairs are left out and reported, never cut.
+
+    With a validator (rmlab.data.validate) an overlong pair is counted there, or stops the run under policy `fail`.
+    """
     import sys
 
     from rmlab.util.progress import progress as bar
@@ -146,6 +151,8 @@ def encode_all(encoder: PairEncoder, pairs: list[PreferencePair], desc: str, pro
             encoded.append(encoder.encode(pair))
             kept.append(pair)
         except OverlongPair as e:
+            if validator is not None:
+                validator.reject("overlong", pair, str(e))
             overlong.append(str(e))
     if overlong:
         shown = "; ".join(overlong[:3]) + (" ..." if len(overlong) > 3 else "")

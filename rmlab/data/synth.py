@@ -26,14 +26,53 @@ SIDES = ("left", "right")
 OBJECT_COLOURS = {
     "banana": "yellow",
     "lemon": "yellow",
+    "sun": "yellow",
+    "corn": "yellow",
     "grass": "green",
     "leaf": "green",
+    "frog": "green",
+    "lime": "green",
     "sky": "blue",
     "sea": "blue",
+    "sapphire": "blue",
+    "blueberry": "blue",
     "tomato": "red",
     "strawberry": "red",
+    "cherry": "red",
+    "ruby": "red",
 }
-COPY_WORDS = ("cat", "dog", "sun", "tree", "book", "fish", "star", "moon")
+FACT_TEMPLATES = (
+    "What colour is a {}?",
+    "Which colour does a {} have?",
+    "Name the colour of a {}.",
+    "A {} is which colour?",
+)
+COPY_WORDS = (
+    "cat",
+    "dog",
+    "sun",
+    "tree",
+    "book",
+    "fish",
+    "star",
+    "moon",
+    "house",
+    "car",
+    "water",
+    "fire",
+    "apple",
+    "bird",
+    "door",
+    "hand",
+    "road",
+    "ship",
+    "rain",
+    "snow",
+    "milk",
+    "bread",
+    "chair",
+    "table",
+)
 
 MM_TASKS = ("colour", "shape", "count", "position")
 TEXT_TASKS = ("fact", "compare", "sum", "copy")
@@ -123,12 +162,12 @@ def text_example(rng: random.Random, task: str) -> dict:
     if task == "fact":
         obj = rng.choice(list(OBJECT_COLOURS))
         right = OBJECT_COLOURS[obj]
-        question, wrong = f"What colour is a {obj}?", _other(rng, COLOURS, right)
+        question, wrong = rng.choice(FACT_TEMPLATES).format(obj), _other(rng, COLOURS, right)
     elif task == "compare":
-        a, b = rng.sample(range(10), 2)
+        a, b = rng.sample(range(100), 2)
         question, right, wrong = f"Which is larger, {a} or {b}?", str(max(a, b)), str(min(a, b))
     elif task == "sum":
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
         question, right = f"What is {a}+{b}?", str(a + b)
         wrong = str(a + b + rng.choice([-2, -1, 1, 2]) if a + b >= 2 else a + b + rng.choice([1, 2]))
     elif task == "copy":
@@ -139,10 +178,29 @@ def text_example(rng: random.Random, task: str) -> dict:
     return {"task": task, "question": question, "right": right, "wrong": wrong}
 
 
-def _rlaif_v_rows(rng: random.Random, n: int, size: int, split: str) -> list[dict]:
+def _unique(rng: random.Random, n: int, tasks: tuple[str, ...], make, seen: set) -> list[dict]:
+    """n examples, cycling through the tasks, none equal to another or to one in `seen` (which also holds the
+    other split's, so the held-out split never repeats a training pair). A task whose space runs out yields to
+    the others."""
+    out: list[dict] = []
+    misses, i = 0, 0
+    while len(out) < n:
+        ex = make(rng, tasks[i % len(tasks)])
+        i += 1
+        key = (ex["question"], ex.get("png"), ex["right"], ex["wrong"])
+        if key in seen:
+            misses += 1
+            if misses > 100 * max(n, 1):
+                raise RuntimeError(f"cannot draw {n} distinct examples from tasks {tasks}")
+            continue
+        seen.add(key)
+        out.append(ex)
+    return out
+
+
+def _rlaif_v_rows(examples: list[dict], split: str) -> list[dict]:
     rows = []
-    for i in range(n):
-        ex = multimodal_example(rng, MM_TASKS[i % len(MM_TASKS)], size)
+    for i, ex in enumerate(examples):
         rows.append(
             {
                 "ds_name": f"rmlab-synth-{ex['task']}",
@@ -192,7 +250,10 @@ def _ultrafeedback_row(ex: dict, i: int, split: str) -> dict:
 
 def write_rlaif_v_parquet(rows: list[dict], path: Path) -> None:
     """RLAIF-V's hub parquet: image as an embedded {bytes, path} struct under datasets' Image feature."""
+    import datasets
     from datasets import Dataset, Features, Image, Value
+
+    datasets.disable_progress_bars()
 
     features = Features(
         {
@@ -225,20 +286,23 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
 def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
     """Write both schemas, train and test splits, and a manifest; return the manifest.
 
-    Each split has its own random stream (seeded from spec.seed and the split name), so the test split does not
-    change when the train size does.
+    Each split has its own random stream (seeded from spec.seed and the split name). No pair appears twice, in a
+    split or across the two.
     """
     spec = spec or SynthSpec()
     out = Path(out)
     counts = {}
+    seen_mm: set = set()
+    seen_text: set = set()
     for split, n_mm, n_text in (("train", spec.mm_train, spec.text_train), ("test", spec.mm_test, spec.text_test)):
         rng = random.Random(f"{spec.seed}-mm-{split}")
-        write_rlaif_v_parquet(_rlaif_v_rows(rng, n_mm, spec.image_size, split), out / RLAIF_V_DIR / f"{split}.parquet")
+        mm = _unique(rng, n_mm, MM_TASKS, lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm)
+        write_rlaif_v_parquet(_rlaif_v_rows(mm, split), out / RLAIF_V_DIR / f"{split}.parquet")
         rng = random.Random(f"{spec.seed}-text-{split}")
-        text_rows = [
-            _ultrafeedback_row(text_example(rng, TEXT_TASKS[i % len(TEXT_TASKS)]), i, split) for i in range(n_text)
-        ]
-        _write_jsonl(text_rows, out / ULTRAFEEDBACK_DIR / f"{split}.jsonl")
+        text = _unique(rng, n_text, TEXT_TASKS, text_example, seen_text)
+        _write_jsonl(
+            [_ultrafeedback_row(ex, i, split) for i, ex in enumerate(text)], out / ULTRAFEEDBACK_DIR / f"{split}.jsonl"
+        )
         counts[split] = {RLAIF_V_DIR: n_mm, ULTRAFEEDBACK_DIR: n_text}
     manifest = {"generator": "rmlab.data.synth", "spec": spec.__dict__, "counts": counts}
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")

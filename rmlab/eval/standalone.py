@@ -21,8 +21,8 @@ def _model_dir(path: Path) -> tuple[Path, Path | None]:
 
 def run_eval(overrides: list[str]) -> dict[str, dict]:
     from rmlab.config.compose import compose
-    from rmlab.config.schema import DataSource
     from rmlab.data.encode import PairEncoder, tokenizer_of
+    from rmlab.data.mix import Source, resolve_sources
     from rmlab.models.reward_model import load_reward_model
     from rmlab.train.recipe import scorer
 
@@ -35,9 +35,9 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
     if e.data:
         if not e.adapter:
             raise ConfigError("eval.data needs eval.adapter (the dataset schema of the file, e.g. rlaif_v)")
-        sources = [OmegaConf.structured(DataSource(name=Path(e.data).stem, adapter=e.adapter, path=e.data))]
+        sources = [Source(name=Path(e.data).stem, adapter=e.adapter, path=e.data)]
     elif run_cfg is not None:
-        sources = list(run_cfg.data_mix.test)
+        sources = resolve_sources(run_cfg.data_mix.test, run_cfg.get("datasets"))
     else:
         raise ConfigError("eval.data is required when eval.model is a model directory outside a run")
     # score as the run was trained (its paradigm options and pair layout); without a run, as this config says

@@ -13,9 +13,10 @@ import json
 from omegaconf import DictConfig, OmegaConf
 
 # Dotted keys left out of the hash. `paths.*` values are replaced by placeholders before resolving, so paths built
-# from them (data files under paths.data) hash the same wherever the data lives.
+# from them hash the same wherever the data lives; `datasets` (where each dataset's copy is) is left out whole.
 EXCLUDED = (
     "paths",
+    "datasets",
     "tracking",
     "table",
     "eval",

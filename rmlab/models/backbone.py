@@ -39,14 +39,17 @@ def _auto_class(family: str):
     return tf.AutoModelForImageTextToText if family in VL_FAMILIES else tf.AutoModelForCausalLM
 
 
+def _tiny_config(scale) -> TinyConfig:
+    return TinyConfig(**{f.name: scale.tiny[f.name] for f in fields(TinyConfig)})
+
+
 def load_backbone(backbone, scale, seed: int = 0):
     """(generative model, processor) for the configured backbone, in the configured dtype."""
     family = str(backbone.family)
     source = backbone_source(backbone, scale)
     dtype = DTYPES[str(backbone.dtype)]
     if source == "tiny":
-        dims = TinyConfig(**{f.name: scale.tiny[f.name] for f in fields(TinyConfig)})
-        model, processor = build_tiny(family, dims, seed=seed)
+        model, processor = build_tiny(family, _tiny_config(scale), seed=seed)
         model = model.to(dtype)
     else:
         processor = load_processor(source, family, trust_remote_code=backbone.trust_remote_code)
@@ -57,6 +60,14 @@ def load_backbone(backbone, scale, seed: int = 0):
             trust_remote_code=backbone.trust_remote_code,
         )
     return model, processor
+
+
+def load_processor_only(backbone, scale):
+    """The backbone's processor (or tokenizer) without its weights: for checking data against it."""
+    source = backbone_source(backbone, scale)
+    if source == "tiny":
+        return build_tiny(str(backbone.family), _tiny_config(scale))[1]
+    return load_processor(source, str(backbone.family), trust_remote_code=backbone.trust_remote_code)
 
 
 def freeze_vision_tower(model, prefixes) -> int:

@@ -14,12 +14,14 @@ import math
 import os
 import random
 import time
+from collections import Counter
 
 import torch
 from omegaconf import DictConfig
 
-from rmlab.data.encode import PairEncoder, encode_all, tokenizer_of
-from rmlab.data.mix import composition, ensure_synth, load_sources, split_validation
+from rmlab.data.cache import encode_cached
+from rmlab.data.encode import PairEncoder, tokenizer_of
+from rmlab.data.mix import ensure_synth, load_train_mix, resolve_sources
 from rmlab.data.packing import collate_for
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.score import Scorer, pair_accuracy
@@ -105,6 +107,14 @@ def build_model(cfg: DictConfig):
     return RewardModel(model, head, str(b.family), backbone_source(b, cfg.scale)), processor
 
 
+def encode_weighted(encoder, pairs, cache_dir, desc, progress, validator) -> list:
+    """Encode each distinct pair once (a weight above 1 repeats pairs), then lay them out as the weighted list."""
+    unique = list({id(p): p for p in pairs}.values())
+    encoded, kept, _ = encode_cached(encoder, unique, cache_dir, desc, progress, validator)
+    by_pair = {id(p): e for p, e in zip(kept, encoded, strict=True)}
+    return [by_pair[id(p)] for p in pairs if id(p) in by_pair]
+
+
 def scorer(cfg: DictConfig, model, encoder, pad_id: int, progress: bool) -> Scorer:
     """Scores pairs the way this config trains them (paradigm, pair layout)."""
     rewards = functools.partial(naive.rewards, length_norm=cfg.paradigm.length_norm)
@@ -142,13 +152,13 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
     model, processor = build_model(cfg)
     encoder = PairEncoder(processor, cfg.data_mix.max_length)
     pad_id = tokenizer_of(processor).pad_token_id
-    train_pairs, val_pairs = split_validation(
-        load_sources(cfg.data_mix.train), cfg.data_mix.val_pairs, cfg.data_mix.seed
-    )
-    train_set, _, skipped = encode_all(encoder, train_pairs, "encode train", progress=t.progress)
-    val_set, _, _ = encode_all(encoder, val_pairs, "encode val", progress=False)
+    mix = load_train_mix(cfg)
+    train_set = encode_weighted(encoder, mix.train, cfg.paths.cache, "encode train", t.progress, mix.validator)
+    val_set, _, _ = encode_cached(encoder, mix.val, cfg.paths.cache, "encode val", False, mix.validator)
+    validation = mix.validator.summary()
     if not train_set:
-        raise ConfigError(f"data_mix {cfg.data_mix.name}: no training pair left after filtering ({skipped})")
+        raise ConfigError(f"data_mix {cfg.data_mix.name}: no training pair left after validation: {validation}")
+    composition = Counter(e.source for e in train_set)
 
     # 3. optimizer and schedule
     params = [p for p in model.parameters() if p.requires_grad]
@@ -164,8 +174,8 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
     with RunLogger(cfg, run, job_type="train") as log:
         log.summary(
             {
-                "data/composition": composition(train_pairs),
-                "data/skipped": skipped,
+                "data/composition": dict(sorted(composition.items())),
+                "data/validation": validation,
                 "data/train_pairs": len(train_set),
                 "data/val_pairs": len(val_set),
                 "model/trainable_params": sum(p.numel() for p in params),
@@ -174,7 +184,8 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
         )
         _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log)
         model.save(run.model, processor)
-        results = scorer(cfg, model, encoder, pad_id, t.progress).evaluate(cfg.data_mix.test, run.eval_dir)
+        tests = resolve_sources(cfg.data_mix.test, cfg.datasets)
+        results = scorer(cfg, model, encoder, pad_id, t.progress).evaluate(tests, run.eval_dir)
         log.summary(
             {f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items() if isinstance(v, int | float)}
         )

@@ -103,9 +103,14 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
 
 
 def _json_rows(path: Path) -> Iterator[dict]:
+    """A JSON list of rows (or an object holding one list), or, as some datasets ship `.json`, JSON lines."""
+    text = path.read_text()
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # one object per line under a .json name (SHP does this)
+            yield from _jsonl_rows(path)
+            return
         raise DataError(f"{path}: line {e.lineno}: malformed JSON ({e.msg})") from None
     if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -151,7 +156,9 @@ def read_rows(path: str, spec: AdapterSpec, streaming: bool = False) -> Iterator
     datasets.disable_progress_bars()  # rmlab shows its own progress; datasets' bars flood SLURM logs
     if path == "hub":
         if not spec.hub_id:
-            raise DataError(f"adapter {spec.name} has no hub dataset; give a local path")
+            raise DataError(
+                f"adapter {spec.name} has no hub dataset: give the source a local path (datasets.NAME.path)"
+            )
         path = spec.hub_id
     p = Path(path)
     if p.is_dir():
@@ -241,10 +248,12 @@ def load_pairs(name: str, path: str, limit: int | None = None, **kwargs) -> list
 
 def message_text(message: dict) -> str:
     """The text of one message whose content is a string or a list of parts."""
-    content = message["content"]
+    content = message.get("content")
     if isinstance(content, str):
         return content
-    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    if not isinstance(content, list):
+        return ""
+    return "".join(p.get("text") or "" for p in content if p.get("type") == "text")
 
 
 def split_final_turn(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], str, str]:
