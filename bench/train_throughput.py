@@ -118,7 +118,8 @@ def rmlab_round(
     init_model, train_set, pad_id: int, steps: int, batch_size: int, lr: float, seed: int, layout: str
 ) -> dict:
     """One timed run of rmlab's training step (recipe.py's `_loop` without logging, validation or checkpoints)."""
-    from rmlab.train.recipe import make_optimizer, micro_batches, train_step, warmup_cosine
+    from rmlab.train.batches import HeldPairs, micro_batches
+    from rmlab.train.recipe import make_optimizer, train_step, warmup_cosine
 
     model = copy.deepcopy(init_model)
     model.train()
@@ -126,11 +127,12 @@ def rmlab_round(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, 0.0))
     paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)  # plain Bradley-Terry, like TRL's default
     t = SimpleNamespace(batch_size=batch_size, grad_accum=1, seed=seed, max_grad_norm=1.0, pair_layout=layout)
+    data = HeldPairs(train_set, batch_size, 1, seed)
     losses = []
 
     start = time.perf_counter()
     for step in range(steps):
-        losses.append(train_step(model, optimizer, scheduler, train_set, pad_id, step, t, paradigm)["loss"])
+        losses.append(train_step(model, optimizer, scheduler, data.batches(step), pad_id, t, paradigm)["loss"])
     elapsed = time.perf_counter() - start
 
     def row_length(e, response) -> int:

@@ -52,6 +52,7 @@ def test_basereward_mix_of_the_seven_fixtures_trains_and_logs_its_composition(tm
             f"paths.cache={tmp_path}/c",
             "data_mix.val_pairs=0",
             "data_mix.max_length=1024",
+            "data_mix.streaming=false",  # held: exact counts per source (a stream draws by weight: test_stream.py)
             "train.max_steps=2",
             "train.batch_size=4",
             "tracking=disabled",

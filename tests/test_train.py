@@ -11,7 +11,8 @@ from rmlab.errors import TrainingDiverged
 from rmlab.models.reward_model import load_reward_model
 from rmlab.train import checkpoint as ckpt_mod
 from rmlab.train import recipe
-from rmlab.train.recipe import micro_batches, train, warmup_cosine
+from rmlab.train.batches import HeldPairs, micro_batches
+from rmlab.train.recipe import train, warmup_cosine
 
 SHORT = [
     "train.max_steps=12",
@@ -167,7 +168,8 @@ def test_gradient_accumulation_matches_one_big_batch(synth_dir):
         t = SimpleNamespace(batch_size=batch_size, grad_accum=accum, seed=0, max_grad_norm=0.0, pair_layout="concat")
         paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)
         model.train()
-        recipe.train_step(model, opt, sched, data, tokenizer_of(processor).pad_token_id, 0, t, paradigm)
+        batches = HeldPairs(data, batch_size, accum, seed=0).batches(0)
+        recipe.train_step(model, opt, sched, batches, tokenizer_of(processor).pad_token_id, t, paradigm)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
 

@@ -153,6 +153,8 @@ class DataMixConfig:
     max_length: int = 512  # pairs longer than this are reported and skipped, never cut
     max_image_pixels: int = 4096 * 4096  # larger images are refused from their header (decompression bombs)
     on_invalid: InvalidPolicy = InvalidPolicy.skip
+    streaming: bool = False  # read, check and encode pairs as training consumes them (mixes too large to hold)
+    stream_buffer: int = 256  # shuffle buffer of a streamed mix
     seed: int = 0
 
 

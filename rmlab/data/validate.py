@@ -112,6 +112,7 @@ class Validator:
 
     policy: str = "skip"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    dedupe: bool = True  # off for streams, which repeat their data every epoch by design
     report: LoadReport = field(default_factory=LoadReport)
     _seen: dict[str, str] = field(default_factory=dict)  # pair key -> source that had it first
 
@@ -131,6 +132,8 @@ class Validator:
         except InvalidPair as e:
             self.reject(e.reason, pair, str(e))
             return False
+        if not self.dedupe:
+            return True
         key = pair_key(pair)
         if key in self._seen:
             self.reject("duplicate", pair, f"the same pair is already at {self._seen[key]}")

@@ -14,7 +14,6 @@ import math
 import os
 import random
 import time
-from collections import Counter
 
 import torch
 from omegaconf import DictConfig
@@ -23,11 +22,14 @@ from rmlab.data.cache import encode_cached
 from rmlab.data.encode import PairEncoder, tokenizer_of
 from rmlab.data.mix import ensure_synth, load_train_mix, resolve_sources
 from rmlab.data.packing import collate_for
+from rmlab.data.stream import PairStream
+from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.run_dir import RunDir
 from rmlab.paradigms import naive
 from rmlab.tracking.logger import RunLogger
+from rmlab.train.batches import HeldPairs, StreamedPairs
 from rmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -58,26 +60,6 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
     return factor
 
 
-def micro_batches(n_items: int, batch_size: int, grad_accum: int, step: int, seed: int) -> list[list[int]]:
-    """The micro-batches of optimizer step `step`: a pure function of (seed, step), so resuming needs no state.
-
-    Items are visited in a fresh permutation each epoch (seeded by seed and epoch); the last partial batch of an
-    epoch is completed from the next epoch's permutation.
-    """
-    per_step = batch_size * grad_accum
-    start = step * per_step
-    order: list[int] = []
-    epoch = start // n_items
-    offset = start % n_items
-    while len(order) < per_step:
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        perm = torch.randperm(n_items, generator=g).tolist()
-        order.extend(perm[offset:])
-        epoch, offset = epoch + 1, 0
-    order = order[:per_step]
-    return [order[i : i + batch_size] for i in range(0, per_step, batch_size)]
-
-
 def build_model(cfg: DictConfig):
     """(RewardModel, processor) for the config's backbone, scale, options and head."""
     from rmlab.models.backbone import (
@@ -105,6 +87,25 @@ def build_model(cfg: DictConfig):
     torch.manual_seed(cfg.train.seed + 1)  # the head's init does not depend on how the backbone was built
     head = RewardHead(hidden, cfg.head.layers, str(cfg.head.activation), cfg.head.width, cfg.head.dropout)
     return RewardModel(model, head, str(b.family), backbone_source(b, cfg.scale)), processor
+
+
+def _streamed_data(cfg: DictConfig, encoder):
+    """(StreamedPairs, validation pairs taken from the head of the stream, validator) for a streamed mix."""
+    dm = cfg.data_mix
+    validator = Validator(policy=str(dm.on_invalid), max_pixels=dm.max_image_pixels, dedupe=False)
+    stream = PairStream(resolve_sources(dm.train, cfg.datasets), encoder, validator, dm.seed, dm.stream_buffer)
+    val_set = stream.take(dm.val_pairs)
+    return StreamedPairs(stream, cfg.train.batch_size, cfg.train.grad_accum, skip=len(val_set)), val_set, validator
+
+
+def _data_summary(data, validator) -> dict:
+    """Composition (pairs per source the training set holds, or a stream has served) and the checks' counts."""
+    counts = data.composition()
+    return {
+        "data/composition": dict(sorted(counts.items())),
+        "data/validation": validator.summary(),
+        "data/train_pairs": sum(counts.values()),
+    }
 
 
 def encode_weighted(encoder, pairs, cache_dir, desc, progress, validator) -> list:
@@ -152,13 +153,18 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
     model, processor = build_model(cfg)
     encoder = PairEncoder(processor, cfg.data_mix.max_length)
     pad_id = tokenizer_of(processor).pad_token_id
-    mix = load_train_mix(cfg)
-    train_set = encode_weighted(encoder, mix.train, cfg.paths.cache, "encode train", t.progress, mix.validator)
-    val_set, _, _ = encode_cached(encoder, mix.val, cfg.paths.cache, "encode val", False, mix.validator)
-    validation = mix.validator.summary()
-    if not train_set:
-        raise ConfigError(f"data_mix {cfg.data_mix.name}: no training pair left after validation: {validation}")
-    composition = Counter(e.source for e in train_set)
+    if cfg.data_mix.streaming:
+        data, val_set, validator = _streamed_data(cfg, encoder)
+    else:
+        mix = load_train_mix(cfg)
+        validator = mix.validator
+        train_set = encode_weighted(encoder, mix.train, cfg.paths.cache, "encode train", t.progress, validator)
+        val_set, _, _ = encode_cached(encoder, mix.val, cfg.paths.cache, "encode val", False, validator)
+        if not train_set:
+            raise ConfigError(
+                f"data_mix {cfg.data_mix.name}: no training pair left after validation: {validator.summary()}"
+            )
+        data = HeldPairs(train_set, t.batch_size, t.grad_accum, t.seed)
 
     # 3. optimizer and schedule
     params = [p for p in model.parameters() if p.requires_grad]
@@ -169,20 +175,20 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
     ckpt = latest_checkpoint(run.checkpoints)
     if ckpt is not None:
         start_step = load_checkpoint(ckpt, model, optimizer, scheduler)["step"]
+        data.fast_forward(start_step)
         print(f"[rmlab] resumed from {ckpt.name}")
 
     with RunLogger(cfg, run, job_type="train") as log:
         log.summary(
             {
-                "data/composition": dict(sorted(composition.items())),
-                "data/validation": validation,
-                "data/train_pairs": len(train_set),
-                "data/val_pairs": len(val_set),
                 "model/trainable_params": sum(p.numel() for p in params),
                 "threads": threads,
+                "data/val_pairs": len(val_set),
+                **_data_summary(data, validator),
             }
         )
-        _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log)
+        _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log)
+        log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
         model.save(run.model, processor)
         tests = resolve_sources(cfg.data_mix.test, cfg.datasets)
         results = scorer(cfg, model, encoder, pad_id, t.progress).evaluate(tests, run.eval_dir)
@@ -197,16 +203,15 @@ def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimi
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def train_step(model, optimizer, scheduler, train_set, pad_id: int, step: int, t, paradigm) -> dict[str, float]:
-    """One optimizer step (`t.grad_accum` micro-batches of `t.batch_size` pairs); returns the step's metrics."""
+def train_step(model, optimizer, scheduler, batches: list[list], pad_id: int, t, paradigm) -> dict[str, float]:
+    """One optimizer step over its micro-batches (lists of encoded pairs); returns the step's metrics."""
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
-    batches = micro_batches(len(train_set), t.batch_size, t.grad_accum, step, t.seed)
-    for idx in batches:
-        batch = collate_for(t.pair_layout)([train_set[i] for i in idx], pad_id)
+    for pairs in batches:
+        batch = collate_for(t.pair_layout)(pairs, pad_id)
         loss, metrics = naive.loss_and_metrics(model, batch, paradigm)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {step + 1}")
+            raise TrainingDiverged(f"loss is {loss.item()}")
         (loss / len(batches)).backward()
         for k, v in {"loss": loss.item(), **metrics}.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
@@ -217,7 +222,7 @@ def train_step(model, optimizer, scheduler, train_set, pad_id: int, step: int, t
     return totals
 
 
-def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, start_step, log) -> None:
+def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log) -> None:
     from rmlab.util.progress import progress
 
     t = cfg.train
@@ -227,10 +232,11 @@ def _loop(cfg, run, model, optimizer, scheduler, train_set, val_set, pad_id, sta
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
         try:
-            totals = train_step(model, optimizer, scheduler, train_set, pad_id, step, t, cfg.paradigm)
+            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, t, cfg.paradigm)
         except TrainingDiverged as e:
             raise TrainingDiverged(
-                f"{e}; last good checkpoint kept in {run.checkpoints} (lower train.lr or set train.max_grad_norm)"
+                f"{e} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"
+                " (lower train.lr or set train.max_grad_norm)"
             ) from None
         done = step + 1
         bar.update(1)
