@@ -70,3 +70,20 @@ def full_synth_dir(tmp_path_factory):
 
 # Key overrides (not a `train=` group choice) so they also win over an experiment file's own train settings.
 SMOKE = ["train.max_steps=2", "train.eval_every=0", "train.save_every=0", "tracking=disabled"]
+
+
+def interrupt_after_checkpoint(monkeypatch, step: int):
+    """Make training stop (KeyboardInterrupt) right after it writes the checkpoint of `step`, as a preempted job
+    would; returns a function that puts the real checkpoint writer back."""
+    from rmlab.train import recipe
+
+    real_save = recipe.save_checkpoint
+
+    def save_then_die(root, at, *args, **kwargs):
+        path = real_save(root, at, *args, **kwargs)
+        if at == step:
+            raise KeyboardInterrupt("preempted")
+        return path
+
+    monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
+    return lambda: monkeypatch.setattr(recipe, "save_checkpoint", real_save)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import SMALL_SYNTH
+from conftest import SMALL_SYNTH, interrupt_after_checkpoint
 
 from rmlab.config.compose import compose
 from rmlab.data.encode import PairEncoder
@@ -13,7 +13,6 @@ from rmlab.data.stream import PairStream
 from rmlab.data.validate import Validator
 from rmlab.models.reward_model import load_reward_model
 from rmlab.models.tiny import build_tiny
-from rmlab.train import recipe
 from rmlab.train.recipe import train
 
 
@@ -74,20 +73,12 @@ def test_a_streamed_run_trains_logs_its_composition_and_resumes_to_the_same_weig
     assert sum(summary["data/composition"].values()) == 10 * 4  # every pair trained on, counted by source
     assert set(summary["data/composition"]) == {"synth_shapes", "synth_text"}
 
-    real_save = recipe.save_checkpoint
-
-    def save_then_die(root, step, *args, **kwargs):
-        path = real_save(root, step, *args, **kwargs)
-        if step == 8:
-            raise KeyboardInterrupt("preempted")
-        return path
-
     other = [o.replace(str(tmp_path / "runs"), str(tmp_path / "runs2")) for o in workdir]
     cfg = compose([*other, *STREAMED])
-    monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
+    restore = interrupt_after_checkpoint(monkeypatch, step=8)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(recipe, "save_checkpoint", real_save)
+    restore()
     resumed = train(cfg)  # replays the stream to step 8, then trains steps 9-10 on the same pairs
     resumed_summary = json.loads((resumed.path / "summary-train.json").read_text())
     assert resumed_summary["data/composition"] == summary["data/composition"]

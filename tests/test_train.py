@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import SMOKE
+from conftest import SMOKE, interrupt_after_checkpoint
 
 from rmlab.config.compose import compose
 from rmlab.errors import TrainingDiverged
@@ -45,22 +45,14 @@ def test_warmup_then_cosine_to_zero():
 def test_resumed_run_ends_with_the_same_weights(workdir, tmp_path, monkeypatch):
     straight = train(compose([*workdir, *SHORT]))
 
-    real_save = ckpt_mod.save_checkpoint
-
-    def save_then_die(root, step, *args, **kwargs):
-        path = real_save(root, step, *args, **kwargs)
-        if step == 8:
-            raise KeyboardInterrupt("preempted")  # as if SLURM stopped the job right after this checkpoint
-        return path
-
     other = [o.replace(str(tmp_path / "runs"), str(tmp_path / "runs2")) for o in workdir]
     cfg = compose([*other, *SHORT])
-    monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
+    restore = interrupt_after_checkpoint(monkeypatch, step=8)  # as if SLURM stopped the job right after it
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     run = recipe.RunDir.for_config(cfg)
     assert run.status()["state"] == "interrupted"
-    monkeypatch.setattr(recipe, "save_checkpoint", real_save)
+    restore()
     resumed = train(cfg)
     assert resumed.signature == straight.signature and resumed.status()["attempts"] == 2
     a, b = _weights(straight), _weights(resumed)
