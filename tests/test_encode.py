@@ -128,3 +128,23 @@ def test_shared_prefix_layout_scores_as_the_concatenated_one(family, synth_dir):
     n = len(encoded)
     torch.testing.assert_close(changed[n:], packed[n:], atol=1e-5, rtol=1e-4)  # rejected scores untouched
     assert (changed[:n] - packed[:n]).abs().max() > 1e-3  # while the chosen ones did change
+
+
+def test_a_video_becomes_its_frames_in_place(vl, mm_pairs):
+    """MM-RLHF's video rows: the frames enter as images where the video stood, never silently dropped."""
+    from rmlab.data.encode import frames_as_images
+
+    _, processor, enc = vl
+    frames = mm_pairs[0].images + mm_pairs[1].images + mm_pairs[2].images
+    pair = PreferencePair(
+        id="v",
+        prompt=[{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}],
+        chosen="a ball rolls",
+        rejected="nothing",
+        videos=[frames],
+    )
+    prompt, refs = frames_as_images(pair)
+    assert prompt[0]["content"] == [{"type": "image"}] * 3 + [{"type": "text", "text": "What happens?"}]
+    assert refs == frames
+    e = enc.encode(pair)
+    assert e.prompt_ids.count(processor.image_token_id) == 3 * 4 and e.vision["image_grid_thw"].shape[0] == 3

@@ -42,6 +42,35 @@ def tokenizer_of(processor):
     return getattr(processor, "tokenizer", processor)
 
 
+def frames_as_images(pair: PreferencePair) -> tuple[list[dict], list]:
+    """(prompt, image references) with every video part replaced by its frames as image parts, in place.
+
+    Every family's processor takes several images (the image-only processors have no video path at all), so a
+    video becomes its sampled frames, in order, where the video stood (as LLaVA-OneVision-style models read video).
+    """
+    if not pair.videos:
+        return pair.prompt, list(pair.images)
+    images, videos = iter(pair.images), iter(pair.videos)
+    refs: list = []
+    prompt = []
+    for message in pair.prompt:
+        content = message["content"]
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "video":
+                    frames = next(videos)
+                    parts += [{"type": "image"}] * len(frames)
+                    refs += list(frames)
+                else:
+                    if part.get("type") == "image":
+                        refs.append(next(images))
+                    parts.append(part)
+            message = {**message, "content": parts}
+        prompt.append(message)
+    return prompt, refs
+
+
 class PairEncoder:
     """Encodes PreferencePairs for one processor (a VL processor or a plain tokenizer)."""
 
@@ -59,7 +88,7 @@ class PairEncoder:
         return self.tokenizer.apply_chat_template(messages, tokenize=False)
 
     def _response_ids(self, prompt_text: str, pair: PreferencePair, response: str) -> list[int]:
-        full = self.render(pair.prompt, response)
+        full = self.render(frames_as_images(pair)[0], response)
         if not full.startswith(prompt_text):
             raise ValueError(
                 f"pair {pair.id}: the chat template does not render the prompt as a prefix of prompt + response"
@@ -67,18 +96,19 @@ class PairEncoder:
         return self.tokenizer(full[len(prompt_text) :], add_special_tokens=False)["input_ids"]
 
     def encode(self, pair: PreferencePair) -> EncodedPair:
-        prompt_text = self.render(pair.prompt)
+        prompt, image_refs = frames_as_images(pair)
+        prompt_text = self.render(prompt)
         token_types = None
         vision: dict[str, torch.Tensor] = {}
-        if self.is_vl and pair.images:
-            images = [open_image(ref) for ref in pair.images]
+        if self.is_vl and image_refs:
+            images = [open_image(ref) for ref in image_refs]
             out = self.processor(text=[prompt_text], images=[images], return_tensors="pt")
             prompt_ids = out["input_ids"][0].tolist()
             if "mm_token_type_ids" in out:
                 token_types = out["mm_token_type_ids"][0].tolist()
             vision = {k: v for k, v in out.items() if k not in _PER_TOKEN_KEYS}
         else:
-            if pair.images:
+            if image_refs:
                 raise ValueError(f"pair {pair.id} has images but the backbone is text-only")
             prompt_ids = self.tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
             if self.is_vl and self._wants_token_types():
