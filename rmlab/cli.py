@@ -32,6 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="score a trained model: rmlab eval eval.model=RUN_OR_MODEL_DIR [eval.data=FILE]")
     e.add_argument("overrides", nargs="*")
 
+    m = sub.add_parser(
+        "metrics",
+        help="a benchmark's metrics from a predictions file: rmlab metrics --benchmark B --data F --predictions P",
+    )
+    m.add_argument("--benchmark", required=True, help="mmrlhf, vlrb, mmrb, rewardbench or rmbench")
+    m.add_argument("--data", required=True, help="the benchmark's file, in its released schema")
+    m.add_argument("--predictions", help="predictions.jsonl: one row per benchmark row, with `scores` or `choice`")
+    m.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired bootstrap between two prediction files")
+    m.add_argument("--image-root", help="folder or archive the benchmark's image paths are under")
+    m.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a non-official convention")
+    m.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals (0: none)")
+
     tb = sub.add_parser("tables", help="rebuild an experiment's table from its runs")
     tb.add_argument("experiment")
     tb.add_argument("--out", default="results")
@@ -114,10 +126,55 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from rmlab.eval.benchmarks import BENCHMARKS
     from rmlab.eval.standalone import run_eval
 
     for name, metrics in run_eval(args.overrides).items():
-        print(f"{name}: accuracy {metrics['accuracy']:.1f}% over {metrics['n']} pairs")
+        if name in BENCHMARKS:
+            shown = {k: metrics[k] for k in BENCHMARKS[name].headline}
+            ci = metrics.get("ci95", {})
+            print(
+                f"{name}: "
+                + ", ".join(
+                    f"{k} {v:.1f}" + (f" [{ci[k][0]:.1f}, {ci[k][1]:.1f}]" if k in ci else "")
+                    for k, v in shown.items()
+                    if v is not None
+                )
+            )
+        else:
+            print(f"{name}: accuracy {metrics['accuracy']:.1f}% over {metrics['n']} pairs")
+    return 0
+
+
+def _options(items: list[str]) -> dict:
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def cmd_metrics(args) -> int:
+    from rmlab.eval.benchmarks import get_benchmark
+    from rmlab.eval.benchmarks.base import read_predictions
+    from rmlab.eval.benchmarks.run import compare, dumps, metrics_from_files
+
+    if bool(args.predictions) == bool(args.compare):
+        raise ConfigError("give --predictions FILE, or --compare A B")
+    options = _options(args.option)
+    if args.predictions:
+        result = metrics_from_files(
+            args.benchmark, args.data, args.predictions, args.image_root, options, args.bootstrap
+        )
+    else:
+        items = get_benchmark(args.benchmark).load(args.data, image_root=args.image_root)
+        a, b = (read_predictions(p, items) for p in args.compare)
+        result = compare(args.benchmark, items, a, b, options, n_boot=args.bootstrap or 1000)
+    print(dumps(result))
     return 0
 
 
@@ -132,17 +189,10 @@ def cmd_data(args) -> int:
     if args.data_command == "validate":
         import json
 
-        import yaml
-
         from rmlab.config.compose import compose
         from rmlab.data.validate import validate_file
 
-        options = {}
-        for item in args.option:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
-            options[key] = yaml.safe_load(value)
+        options = _options(args.option)
         summary = validate_file(compose(args.overrides), args.dataset, args.path, args.image_root, options, args.policy)
         print(json.dumps(summary, indent=2))
         return 0
@@ -170,7 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    handler = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "tables": cmd_tables, "data": cmd_data}
+    handler = {
+        "train": cmd_train,
+        "sweep": cmd_sweep,
+        "eval": cmd_eval,
+        "metrics": cmd_metrics,
+        "tables": cmd_tables,
+        "data": cmd_data,
+    }
     try:
         return handler[args.command](args)
     except RmlabError as e:

@@ -70,7 +70,7 @@ def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_pa
     md = (tmp_path / "results" / "demo.md").read_text()
     assert capsys.readouterr().out == md
     lines = [line for line in md.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| layers | activation | Acc | Colour | Shape | Count | Position |"
+    assert lines[0] == "| layers | activation | Acc | Colour | Shape | Count | Position | MM-RLHF Acc | VL-RB | MMRB |"
     assert [line.split(" | ")[:2] for line in lines[1:]] == [["| 1", "none"], ["| 2", "silu"], ["| 3", "silu"]]
     assert all("(n=3)" in line for line in lines[1:])
     assert "runs 9, done 9, not finished 0" in md
@@ -84,4 +84,26 @@ def test_table_cells_say_missing_when_nothing_ran(workdir, tmp_path):
     from rmlab.results.table import write_tables
 
     md = write_tables("demo", tmp_path / "results", [*workdir, *SMOKE])
-    assert md.count("missing") == 3 * 5 and "runs 9, done 0, not finished 9" in md
+    assert md.count("missing") == 3 * 8 and "runs 9, done 0, not finished 9" in md
+
+
+def test_rmlab_eval_scores_all_five_benchmarks_synthetic_files(workdir, tmp_path, capsys):
+    from rmlab.eval.benchmarks import BENCHMARKS
+
+    run = train(compose([*workdir, "train.max_steps=3", "tracking=disabled"]))
+    names = ["mmrlhf", "vlrb", "mmrb", "rewardbench", "rmbench"]
+    assert (
+        main(["eval", f"eval.model={run.path}", f"eval.benchmarks=[{','.join(names)}]", "eval.bootstrap=20", *workdir])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    for name in names:
+        out = run.eval_dir(name)
+        items = BENCHMARKS[name].load(json.loads((out / "metrics.json").read_text())["data"])
+        rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in rows] == [it.id for it in items]  # one row per benchmark row, in file order
+        assert all(len(r["scores"]) == len(it.responses) for r, it in zip(rows, items, strict=True))
+        metrics = json.loads((out / "metrics.json").read_text())
+        for key in BENCHMARKS[name].headline:
+            assert 0 <= metrics[key] <= 100 and len(metrics["ci95"][key]) == 2
+        assert printed.count(f"{name}: ") == 1

@@ -184,12 +184,21 @@ class TrainConfig:
 
 
 @dataclass
+class BenchmarkLocation:
+    path: str | None = None  # the released file (or `hub` where the benchmark is on the hub)
+    image_root: str | None = None  # folder or archive its image paths are under
+    options: dict[str, Any] = field(default_factory=dict)  # non-official conventions (e.g. {unparseable: wrong})
+
+
+@dataclass
 class EvalConfig:
     model: str | None = None  # `rmlab eval`: a run directory or a saved model directory
     data: str | None = None  # `rmlab eval`: a preference file
     adapter: str | None = None  # its dataset adapter
     out: str | None = None  # where eval/<set>/ goes; default: the run (or model) directory
     batch_size: int = 32
+    benchmarks: list[str] = field(default_factory=list)  # scored after training and by `rmlab eval`
+    bootstrap: int = 1000  # resamples for each headline metric's 95% interval (0: none)
 
 
 @dataclass
@@ -215,6 +224,7 @@ class RMLabConfig:
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     data_mix: DataMixConfig = field(default_factory=DataMixConfig)
     datasets: dict[str, DatasetLocation] = field(default_factory=dict)  # where each dataset lives (conf/datasets)
+    benchmarks: dict[str, BenchmarkLocation] = field(default_factory=dict)  # where each benchmark is (conf/benchmarks)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -78,6 +78,7 @@ MM_TASKS = ("colour", "shape", "count", "position")
 TEXT_TASKS = ("fact", "compare", "sum", "copy")
 
 RLAIF_V_DIR = "rlaif_v"
+BENCHMARKS_DIR = "benchmarks"
 ULTRAFEEDBACK_DIR = "ultrafeedback"
 
 
@@ -154,7 +155,16 @@ def multimodal_example(rng: random.Random, task: str, size: int) -> dict:
         question, right, wrong = "Is the shape on the left or on the right?", side, _other(rng, SIDES, side)
     else:
         raise ValueError(f"unknown multimodal task {task!r}; known: {', '.join(MM_TASKS)}")
-    return {"task": task, "png": _image_png(size, items), "question": question, "right": right, "wrong": wrong}
+    values = {"colour": list(COLOURS), "shape": list(SHAPES), "count": ["1", "2", "3", "4"], "position": list(SIDES)}
+    others = [v for v in values[task] if v != right]  # every plausible wrong answer (for multi-pair benchmarks)
+    return {
+        "task": task,
+        "png": _image_png(size, items),
+        "question": question,
+        "right": right,
+        "wrong": wrong,
+        "others": others,
+    }
 
 
 def text_example(rng: random.Random, task: str) -> dict:
@@ -283,6 +293,31 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
+def write_benchmarks(out: Path, spec: SynthSpec, seen_mm: set, seen_text: set) -> None:
+    """Each benchmark's file in its official schema (rmlab.eval.benchmarks), from examples no split contains."""
+    from rmlab.eval.benchmarks import BENCHMARKS
+
+    def fresh(make, seen, tasks):
+        def draw(rng, task):  # the task asked for, else (its examples all used) the next one that has some left
+            for candidate in [task, *(t for t in tasks if t != task)]:
+                for _ in range(500):
+                    ex = make(rng, candidate)
+                    key = (ex["question"], ex.get("png"), ex["right"], ex["wrong"])
+                    if key not in seen:
+                        seen.add(key)
+                        return ex
+            raise RuntimeError("no unseen example left for a benchmark")
+
+        return draw
+
+    make_mm = fresh(lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm, MM_TASKS)
+    make_text = fresh(text_example, seen_text, TEXT_TASKS)
+    for name, bench in sorted(BENCHMARKS.items()):
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        bench.synth(folder, random.Random(f"{spec.seed}-bench-{name}"), make_mm, make_text)
+
+
 def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
     """Write both schemas, train and test splits, and a manifest; return the manifest.
 
@@ -304,6 +339,7 @@ def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
             [_ultrafeedback_row(ex, i, split) for i, ex in enumerate(text)], out / ULTRAFEEDBACK_DIR / f"{split}.jsonl"
         )
         counts[split] = {RLAIF_V_DIR: n_mm, ULTRAFEEDBACK_DIR: n_text}
+    write_benchmarks(out / BENCHMARKS_DIR, spec, seen_mm, seen_text)
     manifest = {"generator": "rmlab.data.synth", "spec": spec.__dict__, "counts": counts}
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -23,6 +23,7 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
     from rmlab.config.compose import compose
     from rmlab.data.encode import PairEncoder, tokenizer_of
     from rmlab.data.mix import Source, resolve_sources
+    from rmlab.eval.benchmarks.run import evaluate_configured
     from rmlab.models.reward_model import load_reward_model
     from rmlab.train.recipe import scorer
 
@@ -36,10 +37,12 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
         if not e.adapter:
             raise ConfigError("eval.data needs eval.adapter (the dataset schema of the file, e.g. rlaif_v)")
         sources = [Source(name=Path(e.data).stem, adapter=e.adapter, path=e.data)]
+    elif e.benchmarks:
+        sources = []  # only the benchmarks asked for
     elif run_cfg is not None:
         sources = resolve_sources(run_cfg.data_mix.test, run_cfg.get("datasets"))
     else:
-        raise ConfigError("eval.data is required when eval.model is a model directory outside a run")
+        raise ConfigError("eval.data or eval.benchmarks is required when eval.model is a model outside a run")
     # score as the run was trained (its paradigm options and pair layout); without a run, as this config says
     score_cfg = run_cfg if run_cfg is not None else cfg
     model, processor = load_reward_model(model_dir)
@@ -47,4 +50,7 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
     out_root = Path(e.out) if e.out else (run_dir or model_dir)
     run_scorer = scorer(score_cfg, model, encoder, tokenizer_of(processor).pad_token_id, progress=cfg.train.progress)
     run_scorer.batch_size = e.batch_size
-    return run_scorer.evaluate(sources, lambda name: out_root / "eval" / name)
+    out_dir_for = lambda name: out_root / "eval" / name  # noqa: E731
+    results = run_scorer.evaluate(sources, out_dir_for)
+    results.update(evaluate_configured(cfg, run_scorer, out_dir_for))
+    return results

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 EXCLUDED = (
     "paths",
     "datasets",
+    "benchmarks",
     "tracking",
     "table",
     "eval",

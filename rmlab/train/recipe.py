@@ -25,6 +25,7 @@ from rmlab.data.packing import collate_for
 from rmlab.data.stream import PairStream
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
+from rmlab.eval.benchmarks.run import evaluate_configured, headline
 from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.run_dir import RunDir
 from rmlab.paradigms import naive
@@ -190,11 +191,13 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
         _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log)
         log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
         model.save(run.model, processor)
-        tests = resolve_sources(cfg.data_mix.test, cfg.datasets)
-        results = scorer(cfg, model, encoder, pad_id, t.progress).evaluate(tests, run.eval_dir)
+        final = scorer(cfg, model, encoder, pad_id, t.progress)
+        results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
         log.summary(
             {f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items() if isinstance(v, int | float)}
         )
+        benchmarks = evaluate_configured(cfg, final, run.eval_dir)
+        log.summary({f"eval/{k}": v for k, v in headline(benchmarks).items()})
     run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=t.max_steps)
 
 

@@ -1,0 +1,159 @@
+"""Scoring a reward model on a benchmark, and computing a benchmark's metrics from a predictions file.
+
+A scalar model scores every response of a row against the row's prompt; responses go through the model two at a
+time (a pair of the pair machinery; an odd last one is paired with itself), batched by length like any pair.
+Metrics always carry the options used, the benchmark's conventions, and a bootstrap interval for each headline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rmlab.data.records import PreferencePair
+from rmlab.eval.benchmarks.base import BenchItem, check_options, get_benchmark, read_predictions, write_predictions
+from rmlab.eval.bootstrap import bootstrap_intervals, paired_bootstrap
+
+
+def as_pairs(item: BenchItem) -> list[PreferencePair]:
+    """The item's responses two by two, as pairs sharing its prompt and images."""
+    out = []
+    for k in range(0, len(item.responses), 2):
+        first = item.responses[k]
+        second = item.responses[k + 1] if k + 1 < len(item.responses) else first
+        out.append(
+            PreferencePair(
+                id=f"{item.id}#{k}",
+                prompt=item.prompt,
+                chosen=first,
+                rejected=second,
+                images=item.images,
+                videos=item.videos,
+                category=item.category,
+            )
+        )
+    return out
+
+
+def score_items(scorer, items: list[BenchItem]) -> list[list[float]]:
+    """Scores per response, per item, in the benchmark's order. A row the encoder cannot fit is an error: a
+    benchmark number over part of the benchmark would not be the benchmark's number."""
+    from rmlab.data.encode import OverlongPair
+    from rmlab.errors import DataError
+
+    pairs, owners = [], []
+    for i, item in enumerate(items):
+        for pair in as_pairs(item):
+            pairs.append(pair)
+            owners.append(i)
+    try:
+        encoded = [scorer.encoder.encode(p) for p in pairs]
+    except OverlongPair as e:
+        raise DataError(f"{e}: raise data_mix.max_length to score this benchmark whole") from None
+    scores: list[list[float]] = [[] for _ in items]
+    for owner, (c, r) in zip(owners, scorer.score(encoded), strict=True):
+        scores[owner] += [c, r]
+    return [s[: len(item.responses)] for s, item in zip(scores, items, strict=True)]
+
+
+def compute_metrics(
+    name: str,
+    items: list[BenchItem],
+    predictions: list[dict],
+    options: dict | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """The benchmark's metrics (official conventions unless options say otherwise), with bootstrap intervals."""
+    bench = get_benchmark(name)
+    chosen = check_options(bench, dict(options or {}))
+
+    def metric_fn(its, preds):
+        return bench.metrics(its, preds, **chosen)
+
+    result = metric_fn(items, predictions)
+    if n_boot > 0:
+        result["ci95"] = bootstrap_intervals(metric_fn, items, predictions, bench.headline, n_boot=n_boot, seed=seed)
+    result.update({"benchmark": name, "options": chosen, "convention": bench.convention, "n_boot": n_boot})
+    return _clean(result)
+
+
+def compare(name: str, items, predictions_a, predictions_b, options=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap of A against B on every headline metric of the benchmark."""
+    bench = get_benchmark(name)
+    chosen = check_options(bench, dict(options or {}))
+
+    def metric_fn(its, preds):
+        return bench.metrics(its, preds, **chosen)
+
+    comparisons = paired_bootstrap(metric_fn, items, predictions_a, predictions_b, bench.headline, n_boot, seed)
+    return _clean({"benchmark": name, "options": chosen, "comparisons": comparisons})
+
+
+def evaluate_benchmark(
+    scorer, name: str, path: str, image_root: str | None, out_dir: Path, options=None, n_boot: int = 1000
+) -> dict:
+    """Load, score, write `predictions.jsonl` and `metrics.json` under out_dir; return the metrics."""
+    from rmlab.util.atomic import atomic_write_json
+
+    items = get_benchmark(name).load(path, image_root=image_root)
+    scores = score_items(scorer, items)
+    write_predictions(out_dir / "predictions.jsonl", items, scores)
+    predictions = read_predictions(out_dir / "predictions.jsonl", items)
+    metrics = compute_metrics(name, items, predictions, options, n_boot=n_boot)
+    metrics["data"] = str(path)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def metrics_from_files(name: str, data: str, predictions: str, image_root=None, options=None, n_boot=1000) -> dict:
+    items = get_benchmark(name).load(data, image_root=image_root)
+    return compute_metrics(name, items, read_predictions(predictions, items), options, n_boot=n_boot)
+
+
+def _clean(obj):
+    """NaN (an empty category) as null, so the JSON is valid everywhere."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2)
+
+
+def evaluate_configured(cfg, scorer, out_dir_for) -> dict[str, dict]:
+    """Every benchmark in `eval.benchmarks`, from where `benchmarks.<name>` says it is."""
+    from rmlab.errors import ConfigError
+
+    results = {}
+    for name in cfg.eval.benchmarks:
+        get_benchmark(name)
+        location = (cfg.get("benchmarks") or {}).get(name)
+        if location is None or not location.get("path"):
+            raise ConfigError(f"benchmark {name} has no file: set benchmarks.{name}.path (or benchmarks=synth)")
+        results[name] = evaluate_benchmark(
+            scorer,
+            name,
+            str(location.path),
+            location.get("image_root"),
+            out_dir_for(name),
+            dict(location.get("options") or {}),
+            n_boot=cfg.eval.bootstrap,
+        )
+    return results
+
+
+def headline(results: dict[str, dict]) -> dict[str, float]:
+    """`<benchmark>/<metric>` for each benchmark's headline metrics (for run summaries and tables)."""
+    out = {}
+    for name, metrics in results.items():
+        for key in get_benchmark(name).headline:
+            if metrics.get(key) is not None:
+                out[f"{name}/{key}"] = metrics[key]
+    return out
