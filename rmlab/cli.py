@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rmlab.errors import ConfigError, RmlabError
-
-LAUNCHERS = {"basic": "basic", "local": "submitit_local", "slurm": "submitit_slurm"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,15 +18,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--cfg", action="store_true", help="print the composed config and its run directory, then exit")
     t.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. head=mlp3_silu train.lr=1e-4")
 
-    s = sub.add_parser("sweep", help="launch an experiment's grid: rmlab sweep EXPERIMENT [overrides]")
+    s = sub.add_parser("sweep", help="run or submit an experiment's grid: rmlab sweep EXPERIMENT [overrides]")
     s.add_argument("experiment")
     s.add_argument(
         "--launcher",
-        choices=sorted(LAUNCHERS),
-        default="basic",
-        help="basic: one job after another in this process; local: submitit subprocesses; slurm: sbatch",
+        choices=["inline", "local", "slurm"],
+        default=None,
+        help="inline: one job after another here (default); local: submitit subprocesses; slurm: arrays",
     )
+    s.add_argument("--retry", action="store_true", help="also rerun failed, timed-out, cancelled, interrupted runs")
+    s.add_argument("--wait", action="store_true", help="slurm: stay until every job has ended")
+    s.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     s.add_argument("overrides", nargs="*")
+
+    st = sub.add_parser("status", help="the jobs of an experiment's grid: state, attempts, step, job id, log")
+    st.add_argument("experiment")
+    st.add_argument("overrides", nargs="*")
 
     e = sub.add_parser("eval", help="score a trained model: rmlab eval eval.model=RUN_OR_MODEL_DIR [eval.data=FILE]")
     e.add_argument("overrides", nargs="*")
@@ -94,35 +100,69 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from rmlab.config.compose import base_overrides
+    from rmlab.launch import submit
+
+    overrides = [*args.overrides, *([f"launcher={args.launcher}"] if args.launcher else [])]
+    planned = submit.plan(args.experiment, overrides, retry=args.retry)
+    todo = [p for p in planned if p.submit]
+    launcher = str(planned[0].cfg.launcher.name) if planned else "inline"
+    print(f"[rmlab] {args.experiment}: {len(planned)} job(s), {len(todo)} to run, launcher {launcher}")
+    for p in planned:
+        if not p.submit:
+            print(f"[rmlab]   skip {p.run.signature} ({' '.join(p.point)}): {p.reason}")
+    if args.dry_run or not todo:
+        return 0
+    experiment_dir = todo[0].run.path.parent
+    if launcher == "slurm":
+        jobs = submit.submit_slurm(planned, experiment_dir)
+        arrays = sorted({str(j.job_id).split("_")[0] for _, j in jobs})
+        print(
+            f"[rmlab] submitted {len(jobs)} job(s) in array(s) {', '.join(arrays)}; follow: rmlab status "
+            f"{args.experiment}; logs: {experiment_dir / '.submitit'}/<job id>/"
+        )
+        if not args.wait:
+            return 0
+        submit.wait_for(jobs)
+    elif launcher == "local":
+        cpus = max(1, int(todo[0].cfg.launcher.cpus_per_task))
+        parallel = int(todo[0].cfg.launcher.local_parallelism) or max(1, (os.cpu_count() or 1) // cpus)
+        submit.run_local(planned, experiment_dir, parallel)
+    else:
+        submit.run_inline(planned)
+    states = [p.run.status().get("state", "pending") for p in planned]
+    print(f"[rmlab] {args.experiment}: {states.count('done')}/{len(planned)} done")
+    for p, state in zip(planned, states, strict=True):
+        if state != "done":
+            print(f"[rmlab] not done ({state}): {p.run.path}", file=sys.stderr)
+    return 0 if states.count("done") == len(planned) else 1
+
+
+def cmd_status(args) -> int:
     from rmlab.launch.grid import grid_runs
+    from rmlab.launch.submit import job_alive
 
-    runs = grid_runs(args.experiment, args.overrides)  # validates the experiment and every grid point first
-    print(f"[rmlab] {args.experiment}: {len(runs)} job(s), launcher {args.launcher}")
-    argv = [
-        "rmlab-sweep",
-        "-m",
-        *base_overrides(args.experiment),
-        f"hydra/launcher={LAUNCHERS[args.launcher]}",
-        *args.overrides,
-    ]
-    from rmlab.launch import hydra_app
-
-    saved = sys.argv
-    sys.argv = argv
-    try:
-        hydra_app.job()
-    except SystemExit as e:
-        if e.code not in (0, None):
-            raise
-    finally:
-        sys.argv = saved
-    states = [run.status().get("state", "pending") for _, _, run in runs]
-    failed = [str(run.path) for (_, _, run), s in zip(runs, states, strict=True) if s != "done"]
-    print(f"[rmlab] {args.experiment}: {states.count('done')}/{len(runs)} done")
-    for path in failed:
-        print(f"[rmlab] not done: {path}", file=sys.stderr)
-    return 1 if failed else 0
+    rows = []
+    for point, cfg, run in grid_runs(args.experiment, args.overrides):
+        st = run.status()
+        state = st.get("state", "pending")
+        if state in ("queued", "running") and not job_alive(st):
+            state += " (job gone)"
+        rows.append(
+            [
+                run.signature,
+                " ".join(point),
+                state,
+                str(st.get("attempts", 0)),
+                f"{st.get('step', 0)}/{cfg.train.max_steps}",
+                str(st.get("slurm_job_id") or st.get("pid") or ""),
+                str(st.get("log") or ""),
+            ]
+        )
+    header = ["signature", "overrides", "state", "attempts", "step", "job", "log"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -223,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "train": cmd_train,
         "sweep": cmd_sweep,
+        "status": cmd_status,
         "eval": cmd_eval,
         "metrics": cmd_metrics,
         "tables": cmd_tables,

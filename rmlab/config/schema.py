@@ -208,6 +208,36 @@ class TrackingConfig:
     entity: str | None = None
 
 
+class LauncherName(StrEnum):
+    inline = "inline"  # one job after another in this process
+    local = "local"  # submitit subprocesses on this machine
+    slurm = "slurm"  # sbatch arrays through submitit
+
+
+@dataclass
+class LauncherConfig:
+    """Where and with what resources a sweep's jobs run (rmlab sweep submits through submitit directly)."""
+
+    name: LauncherName = LauncherName.inline
+    timeout_min: int = 240
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int = 1
+    tasks_per_node: int = 1  # processes per node: one per GPU for multi-GPU training (torch.distributed)
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: int | None = None
+    array_parallelism: int = 256  # jobs of one array running at once
+    max_array_size: int = 1000  # the cluster's MaxArraySize - 1: larger sweeps are split into several arrays
+    signal_delay_s: int = 120  # SLURM signals this long before the time limit: a checkpoint, then a requeue
+    max_num_timeout: int = 3  # requeues after a timeout (preemptions are always requeued)
+    setup: list[str] = field(default_factory=list)  # shell lines run before the job (module load, conda activate)
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other sbatch option
+    local_parallelism: int = 0  # local: jobs at a time (0: cores // cpus_per_task)
+
+
 @dataclass
 class PathsConfig:
     runs: str = "runs"
@@ -229,6 +259,7 @@ class RMLabConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     table: Any = None  # an experiment's table spec rides along (read by the results stage)
 

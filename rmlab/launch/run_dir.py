@@ -7,6 +7,8 @@ Every file is written atomically, so a crash never leaves a torn status or confi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -19,7 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from rmlab.launch.signature import signature
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
 
-STATES = ("pending", "running", "done", "failed", "interrupted")
+STATES = ("pending", "queued", "running", "done", "failed", "interrupted")
+
+
+def _slurm_job_id() -> str | None:
+    """This job's id as sacct and squeue name it (`<array>_<task>` for an array task)."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def _now() -> str:
@@ -69,6 +78,21 @@ class RunDir:
         atomic_write_json(self.path / "status.json", status)
         return status
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Yield True while this process holds the run's lock (non-blocking; False if another process has it)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def start_attempt(self, cfg: DictConfig) -> dict:
         """Write the resolved config and mark the run as running (one more attempt)."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -80,6 +104,6 @@ class RunDir:
             started=_now(),
             host=socket.gethostname(),
             pid=os.getpid(),
-            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            slurm_job_id=_slurm_job_id() or previous.get("slurm_job_id"),
             error=None,
         )

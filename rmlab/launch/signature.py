@@ -18,6 +18,7 @@ EXCLUDED = (
     "paths",
     "datasets",
     "benchmarks",
+    "launcher",
     "tracking",
     "table",
     "eval",

@@ -27,6 +27,7 @@ from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.benchmarks.run import evaluate_configured, headline
 from rmlab.eval.score import Scorer, pair_accuracy
+from rmlab.launch.preemption import PreemptionGuard
 from rmlab.launch.run_dir import RunDir
 from rmlab.paradigms import naive
 from rmlab.tracking.logger import RunLogger
@@ -125,20 +126,28 @@ def scorer(cfg: DictConfig, model, encoder, pad_id: int, progress: bool) -> Scor
 
 
 def train(cfg: DictConfig) -> RunDir:
-    """Train (or resume, or skip) the run this config names; return its run directory."""
+    """Train (or resume, or skip) the run this config names; return its run directory.
+
+    A run is trained by one process at a time: a second job with the same signature finds the run's lock held and
+    leaves it alone. Interrupted (Ctrl-C, preemption) and failed runs say so in status.json and resume later.
+    """
     run = RunDir.for_config(cfg)
     if run.status().get("state") == "done":
         print(f"[rmlab] {run.path}: already done, skipped")
         return run
-    run.start_attempt(cfg)
-    try:
-        _train(cfg, run)
-    except KeyboardInterrupt:
-        run.update_status(state="interrupted", error="interrupted (KeyboardInterrupt)")
-        raise
-    except BaseException as e:
-        run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
-        raise
+    with run.lock() as held:
+        if not held:
+            print(f"[rmlab] {run.path}: already being trained by another process, not starting a second copy")
+            return run
+        run.start_attempt(cfg)
+        try:
+            _train(cfg, run)
+        except (KeyboardInterrupt, SystemExit) as e:
+            run.update_status(state="interrupted", error=f"interrupted ({type(e).__name__})")
+            raise
+        except BaseException as e:
+            run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
+            raise
     return run
 
 
@@ -232,6 +241,7 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_st
     model.train()
     bar = progress(total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=t.progress)
     val_scorer = scorer(cfg, model, None, pad_id, progress=False)
+    guard = PreemptionGuard().install()
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
         try:
@@ -257,8 +267,12 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_st
             model.eval()
             log.log({"val/accuracy": pair_accuracy(val_scorer.score(val_set))}, step=done)
             model.train()
-        if t.save_every and done % t.save_every == 0 and done < t.max_steps:
+        if (t.save_every and done % t.save_every == 0 or guard.requested) and done < t.max_steps:
             save_checkpoint(run.checkpoints, done, model, optimizer, scheduler, {}, keep=t.keep_checkpoints)
             run.update_status(step=done)
+        if guard.requested:
+            print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
+            guard.hand_over()
+    guard.uninstall()
     bar.close()
     model.eval()
