@@ -10,7 +10,9 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_SILENT := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint bench clean
+SLURM := rmlab/launch/slurm_cluster
+
+.PHONY: install demo test test-slow lint bench clean slurm-up slurm-down
 
 install: $(STAMP)
 
@@ -25,8 +27,19 @@ demo: $(STAMP)
 	WANDB_MODE=offline $(BIN)/rmlab sweep demo
 	$(BIN)/rmlab tables demo
 
+# The tests marked `slurm` run on a real single-node SLURM cluster: started here (root and apt needed; without them
+# those tests are skipped) and stopped afterwards, unless it was already running.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not slurm" -q
+	@was_up=0; sinfo -h >/dev/null 2>&1 && was_up=1; \
+	$(SLURM)/up.sh || echo "make test: no local SLURM cluster; the tests marked slurm will be skipped"; \
+	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; \
+	[ $$was_up = 1 ] || $(SLURM)/down.sh; exit $$rc
+
+slurm-up:
+	$(SLURM)/up.sh
+
+slurm-down:
+	$(SLURM)/down.sh
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q

@@ -107,13 +107,18 @@ def cmd_sweep(args) -> int:
     todo = [p for p in planned if p.submit]
     launcher = str(planned[0].cfg.launcher.name) if planned else "inline"
     print(f"[rmlab] {args.experiment}: {len(planned)} job(s), {len(todo)} to run, launcher {launcher}")
+    done = sum(not p.submit and p.reason == "done" for p in planned)
+    if done:
+        print(f"[rmlab]   {done} already done")
     for p in planned:
-        if not p.submit:
+        if not p.submit and p.reason != "done":
             print(f"[rmlab]   skip {p.run.signature} ({' '.join(p.point)}): {p.reason}")
-    if args.dry_run or not todo:
+    if args.dry_run:
         return 0
-    experiment_dir = todo[0].run.path.parent
-    if launcher == "slurm":
+    experiment_dir = planned[0].run.path.parent if planned else None
+    if not todo:
+        pass
+    elif launcher == "slurm":
         jobs = submit.submit_slurm(planned, experiment_dir)
         arrays = sorted({str(j.job_id).split("_")[0] for _, j in jobs})
         print(

@@ -41,7 +41,7 @@ class PreemptionGuard:
 
     def hand_over(self) -> None:
         """Give the signal to submitit's handler (it requeues the job and exits)."""
-        signum, self.signum = self.signum, None
+        signum, self.signum = self.signum or int(_requeue_signal()), None  # another rank may have got the signal
         self.uninstall()
         if callable(self._previous):
             self._previous(signum, None)

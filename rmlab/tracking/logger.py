@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -125,6 +126,14 @@ class RunLogger:
             self.wandb_run.summary.update(flatten(values) if isinstance(values, dict) else values)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.wandb_run is not None:
-            self.wandb_run.finish(exit_code=0 if exc_type is None else 1)
-            self.wandb_run = None
+        if self.wandb_run is None:
+            return
+        run, self.wandb_run = self.wandb_run, None
+        try:
+            run.finish(exit_code=0 if exc_type is None else 1)
+        except Exception as e:
+            if exc_type is None:
+                raise
+            # already leaving on an error or a preemption (whose requeue may have killed wandb's service): keep that
+            # reason, not wandb's; the run's history.jsonl has every number
+            print(f"[rmlab] wandb could not finish the run while stopping: {type(e).__name__}: {e}", file=sys.stderr)

@@ -27,6 +27,7 @@ from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.benchmarks.run import evaluate_configured, headline
 from rmlab.eval.score import Scorer, pair_accuracy
+from rmlab.launch.distributed import SINGLE, Dist, init_distributed, unwrap
 from rmlab.launch.preemption import PreemptionGuard
 from rmlab.launch.run_dir import RunDir
 from rmlab.paradigms import naive
@@ -131,9 +132,13 @@ def train(cfg: DictConfig) -> RunDir:
     A run is trained by one process at a time: a second job with the same signature finds the run's lock held and
     leaves it alone. Interrupted (Ctrl-C, preemption) and failed runs say so in status.json and resume later.
     """
+    dist = init_distributed()
     run = RunDir.for_config(cfg)
     if run.status().get("state") == "done":
         print(f"[rmlab] {run.path}: already done, skipped")
+        return run
+    if not dist.is_main:  # the other ranks of a multi-process job: rank 0 owns the run's lock and status
+        _train(cfg, run, dist)
         return run
     with run.lock() as held:
         if not held:
@@ -141,7 +146,7 @@ def train(cfg: DictConfig) -> RunDir:
             return run
         run.start_attempt(cfg)
         try:
-            _train(cfg, run)
+            _train(cfg, run, dist)
         except (KeyboardInterrupt, SystemExit) as e:
             run.update_status(state="interrupted", error=f"interrupted ({type(e).__name__})")
             raise
@@ -151,7 +156,7 @@ def train(cfg: DictConfig) -> RunDir:
     return run
 
 
-def _train(cfg: DictConfig, run: RunDir) -> None:
+def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
     t = cfg.train
     if str(cfg.paradigm.name) != "naive":
         raise ConfigError(f"paradigm {cfg.paradigm.name} is not implemented yet; available: naive")
@@ -177,6 +182,8 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
         data = HeldPairs(train_set, t.batch_size, t.grad_accum, t.seed)
 
     # 3. optimizer and schedule
+    if dist.active:
+        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t.lr, t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(t.max_steps, t.warmup_ratio))
@@ -184,7 +191,7 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
     start_step = 0
     ckpt = latest_checkpoint(run.checkpoints)
     if ckpt is not None:
-        start_step = load_checkpoint(ckpt, model, optimizer, scheduler)["step"]
+        start_step = load_checkpoint(ckpt, unwrap(model), optimizer, scheduler)["step"]
         data.fast_forward(start_step)
         print(f"[rmlab] resumed from {ckpt.name}")
 
@@ -197,7 +204,11 @@ def _train(cfg: DictConfig, run: RunDir) -> None:
                 **_data_summary(data, validator),
             }
         )
-        _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log)
+        _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log, dist)
+        dist.barrier()
+        if not dist.is_main:
+            return
+        model = unwrap(model)
         log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
         model.save(run.model, processor)
         final = scorer(cfg, model, encoder, pad_id, t.progress)
@@ -215,18 +226,22 @@ def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimi
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def train_step(model, optimizer, scheduler, batches: list[list], pad_id: int, t, paradigm) -> dict[str, float]:
-    """One optimizer step over its micro-batches (lists of encoded pairs); returns the step's metrics."""
+def train_step(
+    model, optimizer, scheduler, batches: list[list], pad_id: int, t, paradigm, dist: Dist = SINGLE
+) -> dict[str, float]:
+    """One optimizer step over its micro-batches (lists of encoded pairs; each process takes its slice of each);
+    returns the step's metrics, averaged over the processes."""
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
     for pairs in batches:
-        batch = collate_for(t.pair_layout)(pairs, pad_id)
+        batch = collate_for(t.pair_layout)(dist.shard(pairs), pad_id)
         loss, metrics = naive.loss_and_metrics(model, batch, paradigm)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()}")
         (loss / len(batches)).backward()
         for k, v in {"loss": loss.item(), **metrics}.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
+    totals = dist.mean(totals)
     params = [p for p in model.parameters() if p.requires_grad]
     totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm or float("inf")))
     optimizer.step()
@@ -234,18 +249,20 @@ def train_step(model, optimizer, scheduler, batches: list[list], pad_id: int, t,
     return totals
 
 
-def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log) -> None:
+def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log, dist: Dist) -> None:
     from rmlab.util.progress import progress
 
     t = cfg.train
     model.train()
-    bar = progress(total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=t.progress)
-    val_scorer = scorer(cfg, model, None, pad_id, progress=False)
+    bar = progress(
+        total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=t.progress and dist.is_main
+    )
+    val_scorer = scorer(cfg, unwrap(model), None, pad_id, progress=False)
     guard = PreemptionGuard().install()
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
         try:
-            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, t, cfg.paradigm)
+            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, t, cfg.paradigm, dist)
         except TrainingDiverged as e:
             raise TrainingDiverged(
                 f"{e} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"
@@ -263,15 +280,17 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_st
             },
             step=done,
         )
-        if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
+        if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set and dist.is_main:
             model.eval()
             log.log({"val/accuracy": pair_accuracy(val_scorer.score(val_set))}, step=done)
             model.train()
-        if (t.save_every and done % t.save_every == 0 or guard.requested) and done < t.max_steps:
-            save_checkpoint(run.checkpoints, done, model, optimizer, scheduler, {}, keep=t.keep_checkpoints)
+        preempted = dist.any(guard.requested)  # every process stops after the same step
+        if (t.save_every and done % t.save_every == 0 or preempted) and done < t.max_steps and dist.is_main:
+            save_checkpoint(run.checkpoints, done, unwrap(model), optimizer, scheduler, {}, keep=t.keep_checkpoints)
             run.update_status(step=done)
-        if guard.requested:
+        if preempted:
             print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
+            dist.barrier()  # the checkpoint is on disk before any process leaves
             guard.hand_over()
     guard.uninstall()
     bar.close()
