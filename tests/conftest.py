@@ -59,13 +59,20 @@ def workdir(tmp_path, synth_dir):
 
 
 @pytest.fixture(scope="session")
-def full_synth_dir(tmp_path_factory):
-    """The testbed at its default size (what `make demo` trains on)."""
+def data_root(tmp_path_factory):
+    """A `paths.data` folder holding the testbed at its default size in `synth/` (what `make demo` trains on), so
+    configs that do not override the synthetic mix (real-data experiments scored on the synthetic benchmarks) find
+    it where the defaults look."""
     from rmlab.data.synth import SynthSpec, write_testbed
 
-    out = tmp_path_factory.mktemp("synth full")
-    write_testbed(out, SynthSpec())
-    return out
+    root = tmp_path_factory.mktemp("data root")
+    write_testbed(root / "synth", SynthSpec())
+    return root
+
+
+@pytest.fixture(scope="session")
+def full_synth_dir(data_root):
+    return data_root / "synth"
 
 
 # Key overrides (not a `train=` group choice) so they also win over an experiment file's own train settings.
@@ -87,3 +94,30 @@ def interrupt_after_checkpoint(monkeypatch, step: int):
 
     monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
     return lambda: monkeypatch.setattr(recipe, "save_checkpoint", real_save)
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "data")
+# Every dataset's `datasets.*` location pointed at its fixture, as a user points rmlab at local copies.
+FIXTURE_DATASETS = [
+    f"datasets.rlaif_v.path={FIXTURES}/rlaif_v/RLAIF-V-Dataset_000.parquet",
+    f"datasets.mmpr.path={FIXTURES}/mmpr/MMPR-v1.2/annotations/"
+    "scienceqa_multi_choice_en_20240402_extracted_pairs_vqa_format_rules.jsonl",
+    f"datasets.mmpr.image_root={FIXTURES}/mmpr/images.zip",
+    "+datasets.mmpr.options.root=MMPR-v1.2/images/ScienceQA",
+    f"datasets.r1_reward.path={FIXTURES}/r1_reward/data/train-00000-of-00001.parquet",
+    f"datasets.r1_reward.image_root={FIXTURES}/r1_reward",
+    "+datasets.r1_reward.options.strip_prefix=/mmu_mllm_hdd/yfzhang/data/",
+    f"datasets.mm_rlhf.path={FIXTURES}/mm_rlhf/dpo_pairs.jsonl",
+    f"datasets.vlfeedback.path={FIXTURES}/vlfeedback/vlfeedback_80k.jsonl",
+    f"datasets.vlfeedback.image_root={FIXTURES}/vlfeedback/merged_images.zip",
+    f"datasets.rlhf_v.path={FIXTURES}/rlhf_v/RLHF-V-Dataset.parquet",
+    f"datasets.povid.path={FIXTURES}/povid/POVID_preference_data_for_VLLMs_version_1.json",
+    f"datasets.mmif.path={FIXTURES}/mmif/mmif_dpo.json",
+    f"datasets.omnialign_v.path={FIXTURES}/omnialign_v/knowledge.jsonl",
+    f"datasets.ultrafeedback.path={FIXTURES}/ultrafeedback/evol_instruct.jsonl",
+    f"datasets.shp.path={FIXTURES}/shp/askculinary/train.jsonl",
+    f"datasets.tulu3.path={FIXTURES}/tulu3/data/train-00000-of-00001.parquet",
+    f"datasets.olmo2.path={FIXTURES}/olmo2/data/train-00000-of-00001.parquet",
+    f"datasets.others.path={FIXTURES}/preference/mixed.jsonl",
+    f"datasets.arena.path={FIXTURES}/arena/data/train-00000-of-00001.parquet",
+]

@@ -2,9 +2,9 @@
 the weights; weighting, locations and the encoding cache work as documented."""
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURE_DATASETS
 
 from rmlab.config.compose import compose
 from rmlab.data.adapters import load_pairs
@@ -13,27 +13,7 @@ from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError
 from rmlab.train.recipe import train
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
-MMPR_ROOT = "MMPR-v1.2/images/ScienceQA"
-MMPR_FILE = (
-    FIXTURES / "mmpr/MMPR-v1.2/annotations/scienceqa_multi_choice_en_20240402_extracted_pairs_vqa_format_rules.jsonl"
-)
-R1_PREFIX = "/mmu_mllm_hdd/yfzhang/data/"
-
-# The seven sources of the final mix, pointed at the fixtures the way a user points rmlab at local copies.
-LOCATIONS = [
-    f"datasets.rlaif_v.path={FIXTURES / 'rlaif_v/RLAIF-V-Dataset_000.parquet'}",
-    f"datasets.mmpr.path={MMPR_FILE}",
-    f"datasets.mmpr.image_root={FIXTURES / 'mmpr/images.zip'}",
-    f"+datasets.mmpr.options.root={MMPR_ROOT}",
-    f"datasets.r1_reward.path={FIXTURES / 'r1_reward/data/train-00000-of-00001.parquet'}",
-    f"datasets.r1_reward.image_root={FIXTURES / 'r1_reward'}",
-    f"+datasets.r1_reward.options.strip_prefix={R1_PREFIX}",
-    f"datasets.tulu3.path={FIXTURES / 'tulu3/data/train-00000-of-00001.parquet'}",
-    f"datasets.olmo2.path={FIXTURES / 'olmo2/data/train-00000-of-00001.parquet'}",
-    f"datasets.ultrafeedback.path={FIXTURES / 'ultrafeedback/evol_instruct.jsonl'}",
-    f"datasets.others.path={FIXTURES / 'preference/mixed.jsonl'}",
-]
+LOCATIONS = FIXTURE_DATASETS  # the seven sources of the final mix are among them
 WEIGHTS = {"rlaif_v": 2.0, "ultra_hard": 0.5}  # everything else at 1
 
 

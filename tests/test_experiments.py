@@ -1,0 +1,69 @@
+"""Every experiment composes at every grid point, and runs one step at scale=tiny on the fixtures (so none rots).
+
+The full sweep of tiny one-step runs over every grid point is marked slow (`make test-slow`).
+"""
+
+import pytest
+from conftest import FIXTURE_DATASETS
+
+from rmlab.config.compose import compose, experiments
+from rmlab.launch.grid import grid_points
+from rmlab.launch.signature import signature
+from rmlab.models.backbone import backbone_source
+from rmlab.train.recipe import train
+
+# What makes a cluster experiment a CPU smoke run: tiny backbones in fp32, the fixtures and synthetic benchmarks,
+# one step. Key overrides, so they win over the experiment's own settings.
+TINY = [
+    "scale=tiny",
+    "backbone.dtype=float32",
+    "backbone.gradient_checkpointing=false",
+    "benchmarks=synth",
+    "train.max_steps=1",
+    "train.batch_size=2",
+    "train.grad_accum=1",
+    "train.eval_every=0",
+    "train.save_every=0",
+    "tracking=disabled",
+    "launcher=inline",
+    "eval.bootstrap=0",
+    "data_mix.val_pairs=2",
+    "data_mix.max_length=1024",
+    *FIXTURE_DATASETS,
+]
+
+
+@pytest.mark.parametrize("name", experiments())
+def test_every_grid_point_composes_with_a_distinct_signature(name):
+    points = grid_points(name)
+    assert points, f"{name} has no grid"
+    cfgs = [compose(p, experiment=name) for p in points]
+    assert len({signature(c) for c in cfgs}) == len(points)  # each grid point is its own run
+    for cfg in cfgs:
+        backbone_source(cfg.backbone, cfg.scale)  # every backbone x scale resolves to a checkpoint
+        for column in cfg.table.columns:
+            assert column.metric.split("/")[0] in {*cfg.eval.benchmarks, *(s.name for s in cfg.data_mix.test)}, (
+                f"{name}: column {column.name} reads {column.metric}, which no evaluation of the run writes"
+            )
+
+
+def _one_step(name, point):
+    run = train(compose(point, experiment=name))  # the point carries the tiny overrides (fixed axes of the grid)
+    assert run.status()["state"] == "done", run.status()
+
+
+@pytest.fixture()
+def where(tmp_path, data_root):
+    return [f"paths.runs={tmp_path}", f"paths.data={data_root}", "train.progress=false"]
+
+
+@pytest.mark.parametrize("name", experiments())
+def test_every_experiment_runs_one_step_at_tiny_scale(name, where):
+    _one_step(name, grid_points(name, [*where, *TINY])[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", experiments())
+def test_every_grid_point_runs_one_step_at_tiny_scale(name, where):
+    for point in grid_points(name, [*where, *TINY]):
+        _one_step(name, point)
