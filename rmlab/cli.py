@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("tables", help="rebuild an experiment's table from its runs")
     tb.add_argument("experiment")
     tb.add_argument("--out", default="results")
+    tb.add_argument(
+        "--source",
+        choices=["offline", "online", "files"],
+        default="offline",
+        help="offline: the wandb run files (default); online: the wandb project; files: run directories",
+    )
     tb.add_argument("overrides", nargs="*")
 
     d = sub.add_parser("data", help="data tools")
@@ -147,7 +153,8 @@ def cmd_status(args) -> int:
     from rmlab.launch.submit import job_alive
 
     rows = []
-    for point, cfg, run in grid_runs(args.experiment, args.overrides):
+    for job in grid_runs(args.experiment, args.overrides):
+        point, run = job.point, job.run
         st = run.status()
         state = st.get("state", "pending")
         if state in ("queued", "running") and not job_alive(st):
@@ -158,7 +165,7 @@ def cmd_status(args) -> int:
                 " ".join(point),
                 state,
                 str(st.get("attempts", 0)),
-                f"{st.get('step', 0)}/{cfg.train.max_steps}",
+                f"{st.get('step', 0)}/{job.value('train.max_steps')}",
                 str(st.get("slurm_job_id") or st.get("pid") or ""),
                 str(st.get("log") or ""),
             ]
@@ -226,7 +233,9 @@ def cmd_metrics(args) -> int:
 def cmd_tables(args) -> int:
     from rmlab.results.table import write_tables
 
-    print(write_tables(args.experiment, args.out, args.overrides), end="")
+    md, written = write_tables(args.experiment, args.out, args.overrides, source=args.source)
+    print(md, end="")
+    print(f"[rmlab] wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 
 

@@ -59,7 +59,7 @@ def test_rmlab_eval_without_a_model_is_a_one_line_error(capsys):
 
 
 def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_path, capsys):
-    overrides = [*workdir, *SMOKE]
+    overrides = [*workdir, *SMOKE, "tracking=offline"]  # the table is rebuilt from the offline wandb logs
     assert main(["sweep", "demo", *overrides]) == 0
     out = capsys.readouterr().out
     assert "demo: 9 job(s)" in out and "demo: 9/9 done" in out
@@ -73,7 +73,8 @@ def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_pa
     assert lines[0] == "| layers | activation | Acc | Colour | Shape | Count | Position | MM-RLHF Acc | VL-RB | MMRB |"
     assert [line.split(" | ")[:2] for line in lines[1:]] == [["| 1", "none"], ["| 2", "silu"], ["| 3", "silu"]]
     assert all("(n=3)" in line for line in lines[1:])
-    assert "runs 9, done 9, not finished 0" in md
+    assert "runs in the grid 9, done 9, failed 0, running 0, missing 0" in md
+    assert {p.suffix for p in (tmp_path / "results").iterdir()} == {".md", ".tex", ".csv", ".png"}
 
     # a second launch finds every run done and trains nothing
     assert main(["sweep", "demo", *overrides]) == 0
@@ -84,8 +85,8 @@ def test_demo_sweep_trains_every_grid_point_and_builds_the_table(workdir, tmp_pa
 def test_table_cells_say_missing_when_nothing_ran(workdir, tmp_path):
     from rmlab.results.table import write_tables
 
-    md = write_tables("demo", tmp_path / "results", [*workdir, *SMOKE])
-    assert md.count("missing") == 3 * 8 and "runs 9, done 0, not finished 9" in md
+    md, _ = write_tables("demo", tmp_path / "results", [*workdir, *SMOKE])
+    assert md.count("3 missing") == 3 * 8 and "runs in the grid 9, done 0, failed 0, running 0, missing 9" in md
 
 
 def test_rmlab_eval_scores_all_five_benchmarks_synthetic_files(workdir, tmp_path, capsys):

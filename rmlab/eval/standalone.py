@@ -53,4 +53,16 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
     out_dir_for = lambda name: out_root / "eval" / name  # noqa: E731
     results = run_scorer.evaluate(sources, out_dir_for)
     results.update(evaluate_configured(cfg, run_scorer, out_dir_for))
+    if run_dir is not None and e.out is None:  # a run's own evaluation: logged as its `eval` stage
+        _log(run_cfg, run_dir, str(cfg.tracking.mode), results)
     return results
+
+
+def _log(run_cfg, run_dir: Path, mode: str, results: dict) -> None:
+    from rmlab.launch.run_dir import RunDir
+    from rmlab.tracking.logger import RunLogger, numeric_leaves
+
+    run_cfg = OmegaConf.merge(run_cfg, {"tracking": {"mode": mode}})
+    run = RunDir(run_dir, run_dir.name, str(run_cfg.experiment))
+    with RunLogger(run_cfg, run, job_type="eval") as log:
+        log.summary(numeric_leaves(results, "eval/"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from rmlab.config.compose import compose
 from rmlab.launch.run_dir import RunDir
+from rmlab.launch.signature import signature_of
 
 
 def sweep_params(experiment: str, overrides: list[str] = ()) -> dict[str, str]:
@@ -37,10 +40,114 @@ def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
     return [[*fixed, *point] for point in itertools.product(*choices)] if choices else [list(fixed)]
 
 
-def grid_runs(experiment: str, overrides: list[str] = ()) -> list[tuple[list[str], DictConfig, RunDir]]:
-    """(job overrides, composed config, run directory) for every job of the experiment's sweep."""
+def _is_plain(override) -> bool:
+    """A `key=value` override of an existing key that is not a config group (it can be applied to a composed
+    config directly, as Hydra would apply it after composing the defaults)."""
+    from rmlab.config.compose import project_root
+
+    if override.is_add() or override.is_delete() or override.is_force_add() or override.is_sweep_override():
+        return False
+    key = override.get_key_element()
+    if key.startswith("hydra.") or "@" in key:
+        return False
+    return not (project_root() / "conf" / key.replace(".", "/")).is_dir()
+
+
+class Job:
+    """One job of a sweep: its overrides, its config container and signature (cheap), its DictConfig (built when
+    asked for: submitting or training needs it, tables and status do not) and its run directory."""
+
+    def __init__(self, point, experiment, base: DictConfig, base_container: dict, plain: list[tuple[str, object]]):
+        self.point, self.experiment = point, experiment
+        self._base, self._plain, self._cfg = base, plain, None
+        self.container = copy.deepcopy(base_container)
+        for key, value in plain:
+            _set_dotted(self.container, key, _like(_get_dotted(base_container, key), value))
+        self.signature = signature_of(self.container)
+        runs = self.value("paths.runs")
+        self.run = RunDir(
+            Path(runs).resolve() / self.container["experiment"] / self.signature, self.signature, experiment
+        )
+
+    @property
+    def cfg(self) -> DictConfig:
+        if self._cfg is None:
+            cfg = self._base.copy()
+            for key, value in self._plain:
+                OmegaConf.update(cfg, key, value, merge=True)
+            self._cfg = cfg
+        return self._cfg
+
+    def value(self, dotted: str):
+        """A config value of this job, resolved (row keys of a table)."""
+        raw = _get_dotted(self.container, dotted)
+        if isinstance(raw, str) and "${" in raw:
+            return OmegaConf.select(self.cfg, dotted)
+        return raw
+
+
+def _get_dotted(tree, dotted: str):
+    node = tree
+    for part in dotted.split("."):
+        node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def _set_dotted(tree, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+
+
+def _like(current, value):
+    """An override's value as the typed config would store it (1 in a float field is 1.0)."""
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _is_plain(override) -> bool:
+    """A `key=value` override of an existing key that is not a config group (it can be applied to a composed
+    config directly, as Hydra would apply it after composing the defaults)."""
+    from rmlab.config.compose import project_root
+
+    if override.is_add() or override.is_delete() or override.is_force_add() or override.is_sweep_override():
+        return False
+    key = override.get_key_element()
+    if key.startswith("hydra.") or "@" in key:
+        return False
+    return not (project_root() / "conf" / key.replace(".", "/")).is_dir()
+
+
+def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
+    """Every job of the experiment's sweep.
+
+    Hydra composes once per distinct set of group choices; each job's plain key=value overrides are applied to a
+    copy of that config's container, which is all its signature needs (a 1,000-job seed or learning-rate grid costs
+    one composition, not 1,000).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    known: dict[str, object] = {}  # each distinct override string parsed once (Hydra's parser is slow)
+    base: dict[tuple, tuple[DictConfig, dict]] = {}
     jobs = []
     for point in grid_points(experiment, overrides):
-        cfg = compose(point, experiment=experiment)
-        jobs.append((point, cfg, RunDir.for_config(cfg)))
+        for text in point:
+            if text not in known:
+                known[text] = parser.parse_overrides([text])[0]
+        parsed = [known[text] for text in point]
+        plain = [(o.get_key_element(), o.value()) for o in parsed if _is_plain(o)]
+        structural = tuple(text for text, o in zip(point, parsed, strict=True) if not _is_plain(o))
+        if structural not in base:
+            cfg = compose(list(structural), experiment=experiment)
+            base[structural] = (cfg, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+        jobs.append(Job(point, experiment, *base[structural], plain))
     return jobs

@@ -1,19 +1,19 @@
-"""The signature: a short hash of the fully resolved config, naming the run directory and the wandb run id.
+"""The signature: a short hash of a run's config, naming its run directory and its wandb run id.
 
-Keys that do not change what a run computes are left out (where files live, tracking, progress bars, how often
-checkpoints are written), so moving the data or switching wandb online does not orphan a finished run.
+Hashed is the config as composed, interpolations left as written: every value an interpolation reads is in the
+config too, so nothing that changes a run escapes the hash, and a path built from `${paths.data}` hashes the same
+wherever the data lives. Left out are the keys that do not change what a run computes: where files live (`paths`,
+`datasets`, `benchmarks`), tracking, the launcher, evaluation settings, progress bars and checkpoint frequency. Two
+ways to the same config (`head=mlp3_silu` or `head.layers=3`) give the same signature.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 
 from omegaconf import DictConfig, OmegaConf
 
-# Dotted keys left out of the hash. `paths.*` values are replaced by placeholders before resolving, so paths built
-# from them hash the same wherever the data lives; `datasets` (where each dataset's copy is) is left out whole.
 EXCLUDED = (
     "paths",
     "datasets",
@@ -31,22 +31,25 @@ EXCLUDED = (
 LENGTH = 12
 
 
+def payload_of(container: dict) -> dict:
+    """The part of a config container the signature hashes (a copy; the container is left as it is)."""
+    payload = {k: v for k, v in container.items() if k not in EXCLUDED}
+    for dotted in (e for e in EXCLUDED if "." in e):
+        section, leaf = dotted.split(".", 1)
+        if isinstance(payload.get(section), dict):
+            payload[section] = {k: v for k, v in payload[section].items() if k != leaf}
+    return payload
+
+
 def signature_payload(cfg: DictConfig) -> dict:
-    """The resolved config the signature hashes (for inspection: `rmlab train --signature-payload`)."""
-    c = copy.deepcopy(cfg)
-    OmegaConf.set_struct(c, False)
-    for key in c.paths:
-        c.paths[key] = f"<paths.{key}>"
-    resolved = OmegaConf.to_container(c, resolve=True, enum_to_str=True)
-    for dotted in EXCLUDED:
-        node = resolved
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
-    return resolved
+    """The config the signature hashes (for inspection)."""
+    return payload_of(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+
+
+def signature_of(container: dict) -> str:
+    text = json.dumps(payload_of(container), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:LENGTH]
 
 
 def signature(cfg: DictConfig) -> str:
-    payload = json.dumps(signature_payload(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:LENGTH]
+    return signature_of(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))

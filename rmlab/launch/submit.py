@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rmlab.launch.grid import grid_runs
+from rmlab.launch.grid import Job, grid_runs
 from rmlab.launch.run_dir import RunDir
 
 ALIVE_SLURM_STATES = {
@@ -38,11 +38,21 @@ ALIVE_SLURM_STATES = {
 
 @dataclass
 class Planned:
-    point: list[str]
-    cfg: DictConfig
-    run: RunDir
+    job: Job
     submit: bool
     reason: str
+
+    @property
+    def point(self) -> list[str]:
+        return self.job.point
+
+    @property
+    def run(self) -> RunDir:
+        return self.job.run
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.job.cfg
 
 
 def slurm_state(job_id: str) -> str | None:
@@ -80,21 +90,19 @@ def job_alive(status: dict) -> bool:
 
 def plan(experiment: str, overrides: list[str], retry: bool = False) -> list[Planned]:
     planned = []
-    for point, cfg, run in grid_runs(experiment, overrides):
-        status = run.status()
+    for job in grid_runs(experiment, overrides):
+        status = job.run.status()
         state = status.get("state", "pending")
         if state == "done":
-            planned.append(Planned(point, cfg, run, False, "done"))
+            planned.append(Planned(job, False, "done"))
         elif job_alive(status):
-            planned.append(
-                Planned(point, cfg, run, False, f"{state} (job {status.get('slurm_job_id') or status.get('pid')})")
-            )
+            planned.append(Planned(job, False, f"{state} (job {status.get('slurm_job_id') or status.get('pid')})"))
         elif state == "pending":
-            planned.append(Planned(point, cfg, run, True, "new"))
+            planned.append(Planned(job, True, "new"))
         elif retry:
-            planned.append(Planned(point, cfg, run, True, f"retry ({state})"))
+            planned.append(Planned(job, True, f"retry ({state})"))
         else:
-            planned.append(Planned(point, cfg, run, False, f"{state}: relaunch with --retry to run it again"))
+            planned.append(Planned(job, False, f"{state}: relaunch with --retry to run it again"))
     return planned
 
 

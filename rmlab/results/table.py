@@ -1,44 +1,40 @@
-"""Rebuilding an experiment's table from its runs: one row per setting, seeds reduced to mean and 95% interval.
+"""Rebuilding an experiment's table from its logged runs, with the paper's numbers beside ours.
 
-Every cell says what it stands on: `mean ± half-width (n)` over finished seeds, or why it is empty (missing, running,
-failed). Nothing is dropped silently: the footer counts the runs read and the runs not finished.
+The grid says which runs a table needs (each job's signature is its wandb run id); the logs say what each run
+measured: the offline wandb files (default), the wandb project online, or the run directories' own JSON files.
+Cells reduce seeds to a mean and the half-width of a 95% t-interval, and say why when they have no number (missing,
+running, failed); the paper's number and our difference stand beside them. Written: results/<experiment>.md, .tex,
+.csv, and a .png where the rows have a numeric axis (head depth, regularization weight, model size).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import re
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rmlab.config.compose import resolved
-from rmlab.launch.grid import grid_runs
+from rmlab.errors import ConfigError
+from rmlab.launch.grid import Job, grid_runs
+from rmlab.tracking.logger import numeric_leaves
+from rmlab.tracking.offline import RunRecord
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30, the normal 1.96).
-_T95 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    12: 2.179,
-    15: 2.131,
-    20: 2.086,
-    25: 2.060,
-    30: 2.042,
-}
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}  # fmt: skip
+SOURCES = ("offline", "online", "files")
 
 
 def t95(df: int) -> float:
     if df <= 0:
         return float("nan")
-    key = max(k for k in _T95 if k <= df) if df <= 30 else None
-    return _T95[key] if key else 1.96
+    if df > 30:
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= df)]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -49,96 +45,324 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return m, t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def _get(tree, dotted: str):
-    node = tree
-    for part in dotted.split("/") if "/" in dotted else dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+# ------------------------------------------------------------------------------------------------ reading runs
 
 
-def collect_runs(experiment: str, overrides: list[str] = ()) -> list[dict]:
-    """One record per grid job: its run dir, state, config and per-set metrics (if finished)."""
-    records = []
-    for point, cfg, run in grid_runs(experiment, overrides):
-        metrics = {}
-        for f in sorted((run.path / "eval").glob("*/metrics.json")):
-            metrics[f.parent.name] = json.loads(f.read_text())
-        records.append(
-            {
-                "point": point,
-                "path": str(run.path),
-                "state": run.status().get("state", "pending"),
-                "config": resolved(cfg),
-                "metrics": metrics,
-            }
-        )
-    return records
+def record_from_files(run_dir: Path) -> RunRecord | None:
+    """A run read from its directory's own files (status.json, summary-*.json, eval/*/metrics.json)."""
+    status_file = run_dir / "status.json"
+    if not status_file.exists():
+        return None
+    status = json.loads(status_file.read_text())
+    summary: dict = {}
+    for f in sorted(run_dir.glob("summary-*.json")):
+        summary.update(json.loads(f.read_text()))
+    for f in sorted(run_dir.glob("eval/*/metrics.json")):
+        summary.update(numeric_leaves(json.loads(f.read_text()), f"eval/{f.parent.name}/"))
+    state = status.get("state")
+    exit_code = 0 if state == "done" else 1 if state in ("failed", "interrupted") else None
+    return RunRecord(
+        id=status.get("signature", run_dir.name),
+        group=status.get("experiment", ""),
+        summary=summary,
+        exit_code=exit_code,
+        files=[str(status_file)],
+    )
 
 
-def build_table(spec, records: list[dict]) -> tuple[list[str], list[list[str]], dict]:
-    """(header, rows, footer counts) for a table spec: rows by the spec's config keys, cells per column metric."""
+def load_records(source: str, jobs: list[Job], cfg) -> dict[str, RunRecord]:
+    """{run id: record} of the experiment's runs, from the chosen source."""
+    from rmlab.tracking.runs import cache_path, read_offline, read_online, runs_dir
+
+    if source == "offline":
+        return read_offline(runs_dir(cfg), cache_path(cfg))
+    if source == "online":
+        return read_online(cfg.tracking.project, cfg.experiment, cfg.tracking.entity)
+    if source == "files":
+        found = {}
+        for job in jobs:
+            rec = record_from_files(job.run.path)
+            if rec is not None:
+                found[job.signature] = rec
+        return found
+    raise ConfigError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+
+
+# ------------------------------------------------------------------------------------------------ cells
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)
+    states: dict[str, int] = field(default_factory=dict)  # jobs without a value, by why
+    paper: float | None = None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def half_width(self) -> float | None:
+        return mean_ci(self.values)[1] if self.values else None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+    def text(self) -> str:
+        """`mean ± half-width (n=k)`, plus what is not finished; or only why there is no number."""
+        missing = ", ".join(f"{n} {state}" for state, n in sorted(self.states.items()))
+        if not self.values:
+            return missing or "missing"
+        h = self.half_width
+        text = f"{self.mean:.1f}" + ("" if h is None or math.isnan(h) else f" ± {h:.1f}") + f" (n={len(self.values)})"
+        return text + (f" [{missing}]" if missing else "")
+
+
+@dataclass
+class Table:
+    title: str
+    row_keys: list[str]
+    columns: list[str]
+    rows: list[tuple[tuple, dict[str, Cell]]]
+    footer: dict[str, int]
+    warnings: list[str]
+    has_paper: bool
+    plot: dict | None
+
+
+def _state(rec: RunRecord | None) -> str:
+    return "missing" if rec is None else rec.state
+
+
+def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
     row_keys = list(spec.rows)
-    groups: dict[tuple, list[dict]] = {}
-    for rec in records:
-        key = tuple(str(_get(rec["config"], k)) for k in row_keys)
-        groups.setdefault(key, []).append(rec)
-    header = [k.split(".")[-1] for k in row_keys] + [c.name for c in spec.columns]
+    paper = {str(k): dict(v) for k, v in (spec.get("paper") or {}).items()}
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.value(k) for k in row_keys), []).append(job)
     rows = []
-    for key, recs in groups.items():
-        done = [r for r in recs if r["state"] == "done"]
-        cells = list(key)
+    for key, members in groups.items():
+        cells = {}
+        paper_row = paper.get("|".join(_fmt(v) for v in key), {})
         for col in spec.columns:
-            values = [v for r in done if (v := _get(r["metrics"], col.metric)) is not None]
-            cells.append(_cell(values, recs))
-        rows.append(cells)
-    footer = {"runs": len(records), "done": sum(r["state"] == "done" for r in records)}
-    footer["not finished"] = footer["runs"] - footer["done"]
-    return header, rows, footer
+            cell = Cell(paper=paper_row.get(col.name))
+            for job in members:
+                rec = records.get(job.signature)
+                value = rec.summary.get(f"eval/{col.metric}") if rec is not None and rec.state == "done" else None
+                if isinstance(value, int | float):
+                    cell.values.append(float(value))
+                else:
+                    state = _state(rec) if _state(rec) != "done" else "without this metric"
+                    cell.states[state] = cell.states.get(state, 0) + 1
+            cells[col.name] = cell
+        rows.append((key, cells))
+    states = [_state(records.get(j.signature)) for j in jobs]
+    expected = {j.signature for j in jobs}
+    footer = {
+        "runs in the grid": len(jobs),
+        "done": states.count("done"),
+        "failed": states.count("failed"),
+        "running": states.count("running"),
+        "missing": states.count("missing"),
+        "logged runs not in the grid": sum(1 for i in records if i not in expected),
+    }
+    warnings = [w for rec in records.values() for w in rec.warnings]
+    plot = dict(spec.plot) if spec.get("plot") else None
+    return Table(spec.title, row_keys, [c.name for c in spec.columns], rows, footer, warnings, bool(paper), plot)
 
 
-def _cell(values: list[float], recs: list[dict]) -> str:
-    if not values:
-        states = sorted({r["state"] for r in recs})
-        return "/".join("missing" if s == "pending" else s for s in states)
-    m, h = mean_ci(values)
-    text = f"{m:.1f}" if math.isnan(h) else f"{m:.1f} ± {h:.1f}"
-    text += f" (n={len(values)})"
-    unfinished = len(recs) - len(values)
-    return text + (f" [{unfinished} not done]" if unfinished else "")
+def _fmt(value) -> str:
+    """A row value as the table (and the paper mapping's keys) write it: 2, 0.01, silu, true."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
-def to_markdown(title: str, header: list[str], rows: list[list[str]], footer: dict) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += [
-        "",
-        "Runs read: " + ", ".join(f"{k} {v}" for k, v in footer.items()) + ". Cells: mean ± 95% t-interval "
-        "half-width over seeds (n = seeds finished).",
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def _header(table: Table) -> list[str]:
+    head = [k.split(".")[-1] for k in table.row_keys]
+    for name in table.columns:
+        head += [name, f"{name} (paper)", "Δ"] if table.has_paper else [name]
+    return head
+
+
+def _cells(table: Table) -> list[list[str]]:
+    out = []
+    for key, cells in table.rows:
+        line = [_fmt(v) for v in key]
+        for name in table.columns:
+            cell = cells[name]
+            line.append(cell.text())
+            if table.has_paper:
+                line.append("" if cell.paper is None else f"{cell.paper:.1f}")
+                line.append("" if cell.delta is None else f"{cell.delta:+.1f}")
+        out.append(line)
+    return out
+
+
+def _footer_text(table: Table) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in table.footer.items())
+    text = (
+        f"Runs: {counts}. Cells: mean ± half-width of the 95% t-interval over seeds (n = runs with a number); "
+        "a cell without a number says why."
+    )
+    if table.has_paper:
+        text += " Paper: the number the paper prints for the cell; Δ = ours - paper."
+    if table.warnings:
+        text += f" Log files read in part: {len(table.warnings)} (see the warnings above)."
+    return text
+
+
+def to_markdown(table: Table) -> str:
+    head = _header(table)
+    lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in _cells(table)]
+    return "\n".join([*lines, "", _footer_text(table)]) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    text = text.replace("\\", r"\textbackslash{}")
+    for ch in "&%$#_{}":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("~", r"\textasciitilde{}")
+
+
+def to_latex(table: Table) -> str:
+    head = _header(table)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{_tex_escape(table.title)}}}",
+        r"\begin{tabular}{" + "l" * len(table.row_keys) + "r" * (len(head) - len(table.row_keys)) + "}",
+        r"\toprule",
+        " & ".join(_tex_escape(h) for h in head) + r" \\",
+        r"\midrule",
     ]
+    lines += [" & ".join(_tex_escape(c) for c in row) + r" \\" for row in _cells(table)]
+    lines += [r"\bottomrule", r"\end{tabular}", "", "% " + _footer_text(table), r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(experiment: str, out_dir: str | Path = "results", overrides: list[str] = ()) -> str:
-    """Build the experiment's table from its runs, write results/<experiment>.{md,csv}; return the markdown."""
-    import csv
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = list(table.row_keys)
+    for name in table.columns:
+        head += [name, f"{name} ci95", f"{name} n", f"{name} not done", f"{name} paper", f"{name} delta"]
+    w.writerow(head)
+    for key, cells in table.rows:
+        line = [_fmt(v) for v in key]
+        for name in table.columns:
+            c = cells[name]
+            states = ";".join(f"{s}:{n}" for s, n in sorted(c.states.items()))
+            line += [
+                "" if c.mean is None else f"{c.mean:.4f}",
+                "" if c.half_width is None or math.isnan(c.half_width) else f"{c.half_width:.4f}",
+                len(c.values),
+                states,
+                "" if c.paper is None else c.paper,
+                "" if c.delta is None else f"{c.delta:.4f}",
+            ]
+        w.writerow(line)
+    return buf.getvalue()
 
-    from rmlab.config.compose import compose
 
-    spec = compose([*overrides], experiment=experiment).table
-    if spec is None:
-        from rmlab.errors import ConfigError
+def _number(value) -> float | None:
+    """A row value as a number for a plot's x axis: 3, 0.01, or a model size like `7b`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([bm]?)", str(value).lower())
+    if not match:
+        return None
+    return float(match.group(1)) * (1e-3 if match.group(2) == "m" else 1.0)
 
+
+def plot_axis(table: Table) -> int | None:
+    """Which row key is the x axis: the spec's `plot.x`, else the first whose values are all numbers."""
+    if table.plot and table.plot.get("x") in table.row_keys:
+        return table.row_keys.index(table.plot["x"])
+    for i in range(len(table.row_keys)):
+        if all(_number(key[i]) is not None for key, _ in table.rows):
+            return i
+    return None
+
+
+def to_png(table: Table, path: Path) -> bool:
+    """One panel per column: ours (mean, 95% interval) against the x row key, a line per value of the other row
+    keys; the paper's numbers as hollow markers. False when the rows have no numeric axis."""
+    axis = plot_axis(table)
+    has_values = any(c.mean is not None or c.paper is not None for _, cells in table.rows for c in cells.values())
+    if axis is None or len(table.rows) < 2 or not has_values:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(table.columns)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
+    lines: dict[tuple, list] = {}
+    for key, cells in table.rows:
+        lines.setdefault(tuple(v for i, v in enumerate(key) if i != axis), []).append((_number(key[axis]), cells))
+    for ax, name in zip(axes[0], table.columns, strict=True):
+        for label, points in lines.items():
+            points.sort(key=lambda p: p[0])
+            xs = [x for x, c in points if c[name].mean is not None]
+            ys = [c[name].mean for _, c in points if c[name].mean is not None]
+            err = [
+                0 if math.isnan(c[name].half_width) else c[name].half_width
+                for _, c in points
+                if c[name].mean is not None
+            ]
+            shown = " ".join(_fmt(v) for v in label) or "ours"
+            if xs:
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=shown)
+            paper = [(x, c[name].paper) for x, c in points if c[name].paper is not None]
+            if paper:
+                ax.plot(
+                    *zip(*paper, strict=True), linestyle="--", marker="o", fillstyle="none", label=f"{shown} (paper)"
+                )
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(table.row_keys[axis].split(".")[-1])
+        if table.plot and table.plot.get("log_x"):
+            ax.set_xscale("symlog", linthresh=1e-3)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(table.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_tables(
+    experiment: str, out_dir: str | Path = "results", overrides: list[str] = (), source: str = "offline"
+) -> tuple[str, list[Path]]:
+    """Build the experiment's table from its logged runs; write .md, .tex, .csv (and .png); return the markdown
+    and the files written."""
+    import sys
+
+    jobs = grid_runs(experiment, overrides)
+    if not jobs:
+        raise ConfigError(f"experiment {experiment} has no jobs")
+    cfg = jobs[0].cfg
+    if cfg.table is None:
         raise ConfigError(f"experiment {experiment} has no table: spec")
-    records = collect_runs(experiment, overrides)
-    header, rows, footer = build_table(spec, records)
-    md = to_markdown(spec.title, header, rows, footer)
+    table = build_table(cfg.table, jobs, load_records(source, jobs, cfg))
+    for w in table.warnings:
+        print(f"[rmlab] warning: {w}", file=sys.stderr)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{experiment}.md").write_text(md)
-    with open(out / f"{experiment}.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return md
+    md = to_markdown(table)
+    written = []
+    for suffix, text in ((".md", md), (".tex", to_latex(table)), (".csv", to_csv(table))):
+        (out / f"{experiment}{suffix}").write_text(text)
+        written.append(out / f"{experiment}{suffix}")
+    if to_png(table, out / f"{experiment}.png"):
+        written.append(out / f"{experiment}.png")
+    return md, written

@@ -46,6 +46,17 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def numeric_leaves(tree: dict, prefix: str = "") -> dict:
+    """The numbers of a nested dict as `prefix<a>/<b>/<c>` keys (how metrics go into a run's summary)."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(numeric_leaves(v, f"{prefix}{k}/"))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def axis_values(cfg: DictConfig) -> dict[str, str]:
     flat = flatten(resolved(cfg))
     return {k: str(flat[k]) for k in AXES if k in flat}

@@ -25,13 +25,13 @@ from rmlab.data.packing import collate_for
 from rmlab.data.stream import PairStream
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
-from rmlab.eval.benchmarks.run import evaluate_configured, headline
+from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.distributed import SINGLE, Dist, init_distributed, unwrap
 from rmlab.launch.preemption import PreemptionGuard
 from rmlab.launch.run_dir import RunDir
 from rmlab.paradigms import naive
-from rmlab.tracking.logger import RunLogger
+from rmlab.tracking.logger import RunLogger, numeric_leaves
 from rmlab.train.batches import HeldPairs, StreamedPairs
 from rmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -213,11 +213,9 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
         model.save(run.model, processor)
         final = scorer(cfg, model, encoder, pad_id, t.progress)
         results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
-        log.summary(
-            {f"eval/{name}/{k}": v for name, m in results.items() for k, v in m.items() if isinstance(v, int | float)}
-        )
-        benchmarks = evaluate_configured(cfg, final, run.eval_dir)
-        log.summary({f"eval/{k}": v for k, v in headline(benchmarks).items()})
+        results.update(evaluate_configured(cfg, final, run.eval_dir))
+        log.summary(numeric_leaves(results, "eval/"))
+        log.summary({"run/state": "done"})
     run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=t.max_steps)
 
 

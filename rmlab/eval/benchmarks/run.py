@@ -147,13 +147,3 @@ def evaluate_configured(cfg, scorer, out_dir_for) -> dict[str, dict]:
             n_boot=cfg.eval.bootstrap,
         )
     return results
-
-
-def headline(results: dict[str, dict]) -> dict[str, float]:
-    """`<benchmark>/<metric>` for each benchmark's headline metrics (for run summaries and tables)."""
-    out = {}
-    for name, metrics in results.items():
-        for key in get_benchmark(name).headline:
-            if metrics.get(key) is not None:
-                out[f"{name}/{key}"] = metrics[key]
-    return out
