@@ -28,15 +28,19 @@ def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    fixed = [o for o in overrides if "," not in o.split("=", 1)[-1]]
-    swept_cli = [o for o in overrides if o not in fixed]
+    parsed_cli = parser.parse_overrides(list(overrides))
+    fixed = [text for text, o in zip(overrides, parsed_cli, strict=True) if not o.is_sweep_override()]
     axes = dict(sweep_params(experiment, fixed))
-    for o in parser.parse_overrides(swept_cli):
-        axes[o.get_key_element()] = ",".join(o.sweep_string_iterator())
-    for o in parser.parse_overrides(fixed):
-        axes.pop(o.get_key_element(), None)
-    parsed = parser.parse_overrides([f"{k}={v}" for k, v in axes.items()])
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    for o in parsed_cli:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            axes[key] = ",".join(o.sweep_string_iterator())
+        else:
+            axes.pop(key, None)
+    choices = []
+    for o in parser.parse_overrides([f"{k}={v}" for k, v in axes.items()]):
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        choices.append([f"{o.get_key_element()}={v}" for v in values])
     return [[*fixed, *point] for point in itertools.product(*choices)] if choices else [list(fixed)]
 
 
