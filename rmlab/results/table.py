@@ -305,11 +305,15 @@ def to_png(table: Table, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     n = len(table.columns)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
     lines: dict[tuple, list] = {}
     for key, cells in table.rows:
         lines.setdefault(tuple(v for i, v in enumerate(key) if i != axis), []).append((_number(key[axis]), cells))
-    for ax, name in zip(axes[0], table.columns, strict=True):
+    for ax, name in zip(axes.flat, table.columns, strict=False):
         for label, points in lines.items():
             points.sort(key=lambda p: p[0])
             xs = [x for x, c in points if c[name].mean is not None]
@@ -332,6 +336,8 @@ def to_png(table: Table, path: Path) -> bool:
         if table.plot and table.plot.get("log_x"):
             ax.set_xscale("symlog", linthresh=1e-3)
         ax.grid(alpha=0.3)
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0), min(high, 100))  # percentages: an interval past 0 or 100 is cut at the edge
     axes[0][0].legend(fontsize=7)
     fig.suptitle(table.title, fontsize=10)
     fig.tight_layout()
