@@ -125,14 +125,15 @@ def rmlab_round(
     model.train()
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, 0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, 0.0))
-    paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)  # plain Bradley-Terry, like TRL's default
+    paradigm = SimpleNamespace(name="naive", length_norm=False, center_coef=0.0)  # plain BT, like TRL's default
     t = SimpleNamespace(batch_size=batch_size, grad_accum=1, seed=seed, max_grad_norm=1.0, pair_layout=layout)
+    cfg = SimpleNamespace(paradigm=paradigm, train=t)
     data = HeldPairs(train_set, batch_size, 1, seed)
     losses = []
 
     start = time.perf_counter()
     for step in range(steps):
-        losses.append(train_step(model, optimizer, scheduler, data.batches(step), pad_id, t, paradigm)["loss"])
+        losses.append(train_step(model, optimizer, scheduler, data.batches(step), pad_id, cfg)["loss"])
     elapsed = time.perf_counter() - start
 
     def row_length(e, response) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import fields
 
+from rmlab.data.synth import SynthSpec
 from rmlab.errors import ConfigError, RmlabError
 
 
@@ -63,14 +65,12 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="data tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    sy = dsub.add_parser("synth", help="write the synthetic testbed (RLAIF-V parquet + UltraFeedback jsonl)")
+    sy = dsub.add_parser(
+        "synth", help="write the synthetic testbed (RLAIF-V parquet, MM-RLHF jsonl with critiques, UltraFeedback jsonl)"
+    )
     sy.add_argument("--out", required=True)
-    sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--mm-train", type=int, default=2000)
-    sy.add_argument("--mm-test", type=int, default=400)
-    sy.add_argument("--text-train", type=int, default=2000)
-    sy.add_argument("--text-test", type=int, default=400)
-    sy.add_argument("--image-size", type=int, default=56)
+    for f in fields(SynthSpec):
+        sy.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=f.default)
     va = dsub.add_parser(
         "validate",
         help="check a dataset file: rmlab data validate DATASET PATH [backbone=... data_mix.max_length=N]",
@@ -98,9 +98,9 @@ def cmd_train(args) -> int:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         print(f"# run directory: {run.path}")
         return 0
-    from rmlab.train.recipe import train
+    from rmlab.launch.job import run_config
 
-    run = train(cfg)
+    run = run_config(cfg)
     print(f"[rmlab] done: {run.path}")
     return 0
 
@@ -250,16 +250,9 @@ def cmd_data(args) -> int:
         summary = validate_file(compose(args.overrides), args.dataset, args.path, args.image_root, options, args.policy)
         print(json.dumps(summary, indent=2))
         return 0
-    from rmlab.data.synth import SynthSpec, write_testbed
+    from rmlab.data.synth import write_testbed
 
-    spec = SynthSpec(
-        seed=args.seed,
-        mm_train=args.mm_train,
-        mm_test=args.mm_test,
-        text_train=args.text_train,
-        text_test=args.text_test,
-        image_size=args.image_size,
-    )
+    spec = SynthSpec(**{f.name: getattr(args, f.name) for f in fields(SynthSpec)})
     manifest = write_testbed(args.out, spec)
     print(f"[rmlab] wrote {args.out}: {manifest['counts']}")
     return 0

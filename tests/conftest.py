@@ -34,7 +34,7 @@ def _work_in_a_temporary_folder():
     os.chdir(previous)
 
 
-SMALL_SYNTH = {"mm_train": 240, "mm_test": 80, "text_train": 240, "text_test": 80}
+SMALL_SYNTH = {"mm_train": 240, "mm_test": 80, "text_train": 240, "text_test": 80, "mm_val": 80, "text_val": 80}
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,17 @@ class _P:
 
 def test_accuracy_is_strict_and_matches_a_hand_count():
     scores = [(1.0, 0.0), (0.5, 0.5), (0.0, 2.0), (3.0, -1.0)]  # right, tie (wrong), wrong, right
-    assert pair_accuracy(scores) == 0.5
-    m = metrics_for([_P("a"), _P("a"), _P("b"), _P("b")], scores, {"overlong": 0})
-    assert m["accuracy"] == 50.0 and m["ties"] == 1
+    verdicts = [{"scores": s} for s in scores]
+    assert pair_accuracy(verdicts) == 0.5
+    m = metrics_for([_P("a"), _P("a"), _P("b"), _P("b")], verdicts, {"overlong": 0})
+    assert m["accuracy"] == 50.0 and m["ties"] == 1 and m["unreadable"] == 0
     assert m["per_category"] == {"a": {"accuracy": 50.0, "n": 2}, "b": {"accuracy": 50.0, "n": 2}}
+
+
+def test_a_judges_choice_counts_only_when_it_names_the_chosen_response():
+    verdicts = [{"choice": 0}, {"choice": 1}, {"choice": None}, {"choice": 0}]  # right, wrong, unreadable, right
+    m = metrics_for([_P("a")] * 4, verdicts, {})
+    assert m["accuracy"] == 50.0 and m["unreadable"] == 1 and m["ties"] == 0
 
 
 def test_rmlab_eval_rescores_a_run_and_writes_predictions(workdir, tmp_path, synth_dir, capsys):

@@ -72,7 +72,9 @@ def test_a_finished_run_is_skipped(workdir):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(workdir, monkeypatch):
-    real = recipe.naive.loss_and_metrics
+    from rmlab.paradigms import naive
+
+    real = naive.loss_and_metrics
     calls = {"n": 0}
 
     def nan_at_third_step(*args):
@@ -80,7 +82,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(workd
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] == 3 else loss), metrics
 
-    monkeypatch.setattr(recipe.naive, "loss_and_metrics", nan_at_third_step)
+    monkeypatch.setattr(naive, "loss_and_metrics", nan_at_third_step)
     cfg = compose([*workdir, "train.max_steps=6", "train.save_every=2", "tracking=disabled"])
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 3; last good checkpoint kept in .*checkpoints"):
         train(cfg)
@@ -158,10 +160,10 @@ def test_gradient_accumulation_matches_one_big_batch(synth_dir):
         opt = make_optimizer([p for p in model.parameters() if p.requires_grad], 0.0, 0.0)  # lr 0: keep weights
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
         t = SimpleNamespace(batch_size=batch_size, grad_accum=accum, seed=0, max_grad_norm=0.0, pair_layout="concat")
-        paradigm = SimpleNamespace(length_norm=False, center_coef=0.0)
+        cfg = SimpleNamespace(paradigm=SimpleNamespace(name="naive", length_norm=False, center_coef=0.0), train=t)
         model.train()
         batches = HeldPairs(data, batch_size, accum, seed=0).batches(0)
-        recipe.train_step(model, opt, sched, batches, tokenizer_of(processor).pad_token_id, t, paradigm)
+        recipe.train_step(model, opt, sched, batches, tokenizer_of(processor).pad_token_id, cfg)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
 

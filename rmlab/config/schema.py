@@ -16,7 +16,16 @@ from rmlab.data.synth import SynthSpec
 
 
 class Paradigm(StrEnum):
-    naive = "naive"
+    naive = "naive"  # scalar head, Bradley-Terry loss
+    critic = "critic"  # critique, then a scalar head (MM-RLHF)
+    grm = "grm"  # generative judge answering "1" or "2" (Seed-1.5-VL)
+    longcot = "longcot"  # <think> reasoning, then <answer> (R1-Reward)
+
+
+class Critique(StrEnum):
+    generate = "generate"  # the model writes the critique it is scored with
+    ground_truth = "ground_truth"  # the data's critique is scored (an upper bound)
+    none = "none"  # no critique in training or scoring: the head reads the response alone
 
 
 class Activation(StrEnum):
@@ -58,14 +67,30 @@ class InvalidPolicy(StrEnum):
 
 
 class EnsembleMethod(StrEnum):
-    none = "none"
+    none = "none"  # one reward model
+    average = "average"  # mean of the members' scores
+    accuracy = "accuracy"  # weights from each member's accuracy on the validation pairs
+    confidence = "confidence"  # weights from each member's mean chosen-minus-rejected margin there
+    route = "route"  # text-only prompts to `text_member`, the rest to the members (combined by `combine`)
 
 
 @dataclass
 class ParadigmConfig:
     name: Paradigm = Paradigm.naive
+    # scalar heads (naive, critic)
     center_coef: float = 0.0  # reward centering weight lambda in lambda * mean((r_w + r_l)^2)
     length_norm: bool = False  # score r / log(len + 1), len = response tokens
+    # critic
+    critique: Critique = Critique.generate  # what the head scores at evaluation (training always uses the data's)
+    bt_weight: float = 1.0  # weight of the pairwise loss on the head
+    lm_weight: float = 1.0  # weight of the critique's language-modelling loss
+    # what the model writes when scoring (critic's critique, longcot's reasoning)
+    max_new_tokens: int = 64
+    samples: int = 1  # critic: critiques whose scores are averaged; longcot: votes (R1-Reward's Voting@15: 15)
+    temperature: float = 1.0  # sampling temperature when samples > 1 (one sample is greedy)
+    # judges (grm, longcot)
+    both_orders: bool = True  # read each pair in both orders and combine; false: one order, fixed by the pair id
+    instruction: str | None = None  # the judge's instruction; null: the paradigm's own
 
 
 @dataclass
@@ -148,6 +173,7 @@ class DataMixConfig:
     name: str = "???"
     train: list[DataSource] = field(default_factory=list)
     test: list[DataSource] = field(default_factory=list)  # held-out sets scored when training ends
+    val: list[DataSource] = field(default_factory=list)  # held-out pairs for choices after training (ensembles)
     synth: SynthConfig | None = None
     val_pairs: int = 200  # pairs split off the training data for validation during training
     max_length: int = 512  # pairs longer than this are reported and skipped, never cut
@@ -161,6 +187,11 @@ class DataMixConfig:
 @dataclass
 class EnsembleConfig:
     method: EnsembleMethod = EnsembleMethod.none
+    members: list[str] = field(default_factory=list)  # run directories, model directories or run signatures
+    text_member: str | None = None  # route: the reward model that scores text-only prompts
+    combine: EnsembleMethod = EnsembleMethod.average  # route: how the other members combine (average|accuracy|...)
+    standardize: bool = True  # z-score each member on the validation pairs before combining (false: raw scores)
+    val_pairs: int = 1000  # validation pairs, drawn evenly across the data_mix.val sources
 
 
 @dataclass
@@ -248,6 +279,7 @@ class PathsConfig:
 @dataclass
 class RMLabConfig:
     experiment: str = "default"
+    label: str = ""  # a name for this configuration in tables (an experiment's variants set it)
     paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

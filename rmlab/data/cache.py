@@ -1,7 +1,8 @@
 """Encoded pairs cached on disk, so the jobs of a sweep that share a data mix and a processor encode it once.
 
-The key is content, not file names: the processor (tokenizer, chat template, image processor), max_length and the
-content hash of every pair (rmlab.data.validate.pair_key). Moving the data or renaming a file keeps the cache; changing
+The key is content, not file names: the processor (tokenizer, chat template, image processor), the encoder (the
+paradigm's input layout), max_length and the content hash of every pair (rmlab.data.validate.pair_key, plus what
+else of it the encoder reads, such as critiques). Moving the data or renaming a file keeps the cache; changing
 one pair or the tokenizer makes a new entry. The first job takes a lock and encodes; the others wait and load.
 """
 
@@ -17,7 +18,7 @@ from rmlab.data.validate import pair_key
 from rmlab.util.atomic import atomic_write_bytes, file_lock
 
 # Bump when EncodedPair or the encoding itself changes, so old entries are not read as new ones.
-ENCODE_VERSION = 1
+ENCODE_VERSION = 2
 
 
 def processor_fingerprint(processor) -> str:
@@ -35,9 +36,10 @@ def processor_fingerprint(processor) -> str:
 
 
 def cache_key(encoder: PairEncoder, pairs) -> str:
-    h = hashlib.sha256(f"v{ENCODE_VERSION}|{encoder.max_length}|{processor_fingerprint(encoder.processor)}".encode())
+    fingerprint = processor_fingerprint(encoder.processor)
+    h = hashlib.sha256(f"v{ENCODE_VERSION}|{encoder.key}|{encoder.max_length}|{fingerprint}".encode())
     for p in pairs:
-        h.update(f"{p.id}|{pair_key(p)}\n".encode())
+        h.update(f"{p.id}|{pair_key(p)}|{encoder.content_key(p)}\n".encode())
     return h.hexdigest()[:24]
 
 

@@ -71,8 +71,20 @@ def frames_as_images(pair: PreferencePair) -> tuple[list[dict], list]:
     return prompt, refs
 
 
+@dataclass
+class EncodedPrompt:
+    """A prompt through the processor: its text, token ids, token types (M-RoPE families) and image tensors."""
+
+    text: str
+    ids: list[int]
+    token_types: list[int] | None
+    vision: dict[str, torch.Tensor]
+
+
 class PairEncoder:
     """Encodes PreferencePairs for one processor (a VL processor or a plain tokenizer)."""
+
+    key = "pair"  # what the encoding depends on beside processor and pair (paradigm encoders extend it; cache key)
 
     def __init__(self, processor, max_length: int):
         self.processor = processor
@@ -87,55 +99,101 @@ class PairEncoder:
         messages = [*prompt, {"role": "assistant", "content": response}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False)
 
+    def content_key(self, pair: PreferencePair) -> str:
+        """What of the pair, beyond its prompt, images and responses, the encoding reads (for the cache key)."""
+        return ""
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def _response_ids(self, prompt_text: str, pair: PreferencePair, response: str) -> list[int]:
         full = self.render(frames_as_images(pair)[0], response)
         if not full.startswith(prompt_text):
             raise ValueError(
                 f"pair {pair.id}: the chat template does not render the prompt as a prefix of prompt + response"
             )
-        return self.tokenizer(full[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+        return self.ids(full[len(prompt_text) :])
 
-    def encode(self, pair: PreferencePair) -> EncodedPair:
-        prompt, image_refs = frames_as_images(pair)
-        prompt_text = self.render(prompt)
+    def completion(self, messages: list[dict], completion: str, where: str) -> tuple[list[int], list[int], list[int]]:
+        """(ids the template puts between the generation prompt and the completion, the completion's ids, the ids
+        that close its turn). Each piece is tokenized on its own, so a generated completion followed by the closing
+        ids is exactly what training saw."""
+        opened = self.render(messages)
+        full = self.render(messages, completion)
+        at = full.find(completion, len(opened)) if full.startswith(opened) else -1
+        if at < 0:
+            raise ValueError(f"{where}: the chat template does not render the completion after the prompt")
+        before, after = full[len(opened) : at], full[at + len(completion) :]
+        return self.ids(before), self.ids(completion), self.ids(after)
+
+    def encode_prompt(self, prompt: list[dict], image_refs: list, where: str) -> EncodedPrompt:
+        """The prompt (with the generation prompt) through the processor, or the tokenizer for text."""
+        text = self.render(prompt)
         token_types = None
         vision: dict[str, torch.Tensor] = {}
         if self.is_vl and image_refs:
             images = [open_image(ref) for ref in image_refs]
-            out = self.processor(text=[prompt_text], images=[images], return_tensors="pt")
-            prompt_ids = out["input_ids"][0].tolist()
+            out = self.processor(text=[text], images=[images], return_tensors="pt")
+            ids = out["input_ids"][0].tolist()
             if "mm_token_type_ids" in out:
                 token_types = out["mm_token_type_ids"][0].tolist()
             vision = {k: v for k, v in out.items() if k not in _PER_TOKEN_KEYS}
         else:
             if image_refs:
-                raise ValueError(f"pair {pair.id} has images but the backbone is text-only")
-            prompt_ids = self.tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+                raise ValueError(f"{where} has images but the backbone is text-only")
+            ids = self.ids(text)
             if self.is_vl and self._wants_token_types():
-                token_types = [0] * len(prompt_ids)
+                token_types = [0] * len(ids)
+        return EncodedPrompt(text, ids, token_types, vision)
+
+    def encode(self, pair: PreferencePair) -> EncodedPair:
+        prompt = self.encode_prompt(*frames_as_images(pair), where=f"pair {pair.id}")
         encoded = EncodedPair(
             id=pair.id,
             source=pair.source,
-            prompt_ids=prompt_ids,
-            chosen_ids=self._response_ids(prompt_text, pair, pair.chosen),
-            rejected_ids=self._response_ids(prompt_text, pair, pair.rejected),
-            prompt_token_types=token_types,
-            vision=vision,
+            prompt_ids=prompt.ids,
+            chosen_ids=self._response_ids(prompt.text, pair, pair.chosen),
+            rejected_ids=self._response_ids(prompt.text, pair, pair.rejected),
+            prompt_token_types=prompt.token_types,
+            vision=prompt.vision,
         )
-        if encoded.length > self.max_length:
-            raise OverlongPair(
-                f"pair {pair.id}: {encoded.length} tokens (prompt {len(prompt_ids)}) > max_length {self.max_length}"
-            )
+        check_length(encoded.length, self.max_length, f"pair {pair.id}", len(prompt.ids))
         return encoded
 
     def _wants_token_types(self) -> bool:
         return "mm_token_type_ids" in getattr(self.processor, "model_input_names", ())
 
 
+def check_length(length: int, max_length: int, where: str, prompt_length: int) -> None:
+    if length > max_length:
+        raise OverlongPair(f"{where}: {length} tokens (prompt {prompt_length}) > max_length {max_length}")
+
+
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last real token of each row, for left or right padding alike."""
     length = attention_mask.shape[1]
     return length - 1 - attention_mask.flip(1).long().argmax(1)
+
+
+def collate_rows(rows: list[tuple], pad_id: int) -> dict:
+    """Model inputs for rows of (owner of an encoded prompt, tokens after it), right-padded.
+
+    An owner has `prompt_ids`, `prompt_token_types` and `vision` (an EncodedPair, or any item laid out the same way);
+    image tensors are concatenated in row order.
+    """
+    lengths = [len(p.prompt_ids) + len(tail) for p, tail in rows]
+    width = max(lengths)
+    ids, mask = [], []
+    for (p, tail), n in zip(rows, lengths, strict=True):
+        ids.append(p.prompt_ids + list(tail) + [pad_id] * (width - n))
+        mask.append([1] * n + [0] * (width - n))
+    inputs = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+    if any(p.prompt_token_types is not None for p, _ in rows):
+        types = [(p.prompt_token_types or []) for p, _ in rows]
+        inputs["mm_token_type_ids"] = torch.tensor([t + [0] * (width - len(t)) for t in types])
+    for key in sorted({k for p, _ in rows for k in p.vision}):
+        inputs[key] = torch.cat([p.vision[key] for p, _ in rows if key in p.vision], dim=0)
+    return inputs
 
 
 def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict:
@@ -145,23 +203,10 @@ def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict:
     `response_lengths` (tokens after the prompt, for length normalization).
     """
     rows = [(p, p.chosen_ids) for p in batch] + [(p, p.rejected_ids) for p in batch]
-    lengths = [len(p.prompt_ids) + len(r) for p, r in rows]
-    width = max(lengths)
-    ids, mask = [], []
-    for (p, response), n in zip(rows, lengths, strict=True):
-        ids.append(p.prompt_ids + response + [pad_id] * (width - n))
-        mask.append([1] * n + [0] * (width - n))
-    input_ids, attention_mask = torch.tensor(ids), torch.tensor(mask)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if any(p.prompt_token_types is not None for p, _ in rows):
-        types = [(p.prompt_token_types or []) for p, _ in rows]
-        inputs["mm_token_type_ids"] = torch.tensor([t + [0] * (width - len(t)) for t in types])
-    keys = sorted({k for p, _ in rows for k in p.vision})
-    for key in keys:
-        inputs[key] = torch.cat([p.vision[key] for p, _ in rows if key in p.vision], dim=0)
+    inputs = collate_rows(rows, pad_id)
     return {
         "inputs": inputs,
-        "pool_index": last_token_index(attention_mask),
+        "pool_index": last_token_index(inputs["attention_mask"]),
         "response_lengths": torch.tensor([len(r) for _, r in rows], dtype=torch.long),
     }
 

@@ -40,6 +40,15 @@ class PreferencePair:
     meta: dict = field(default_factory=dict)
 
 
+def critiques_of(pair: PreferencePair) -> tuple[str, str] | None:
+    """(critique of the chosen response, of the rejected one) where the data has both (MM-RLHF's human reasons,
+    UltraFeedback's critiques, the testbed's templated ones), else None."""
+    chosen, rejected = pair.meta.get("chosen_reason"), pair.meta.get("rejected_reason")
+    if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() and rejected.strip():
+        return chosen.strip(), rejected.strip()
+    return None
+
+
 def user_prompt(text: str, n_images: int = 0) -> list[dict]:
     """A single user turn: the images first, then the text (how most VL datasets lay out a question)."""
     if not n_images:

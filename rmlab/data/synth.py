@@ -5,6 +5,12 @@ chosen answer is right for the image and the rejected one is a plausible halluci
 kind). They are written as RLAIF-V parquet (image bytes inside). Text pairs (object colours, digit comparison,
 one-digit sums, copying a phrase) are written as raw UltraFeedback jsonl: one instruction with rated completions.
 The evidence separating chosen from rejected is always visible to a small model: a colour, a count, a side, a word.
+
+Every example also carries templated critiques that say what is right or wrong about each answer ("Right: the shape
+is red." / "Wrong: the shape is red, not blue."), as MM-RLHF's human reasons and UltraFeedback's critiques do: the
+multimodal pairs are written a second time in MM-RLHF's `dpo_pairs.jsonl` schema with them (Critic-RM and
+LongCoT-GRM train on those), and the text pairs carry them in UltraFeedback's `critique` field. A `val` split, drawn
+after every other split and benchmark, holds pairs for choices made after training (ensemble weights).
 """
 
 from __future__ import annotations
@@ -78,19 +84,22 @@ MM_TASKS = ("colour", "shape", "count", "position")
 TEXT_TASKS = ("fact", "compare", "sum", "copy")
 
 RLAIF_V_DIR = "rlaif_v"
+MM_RLHF_DIR = "mm_rlhf"
 BENCHMARKS_DIR = "benchmarks"
 ULTRAFEEDBACK_DIR = "ultrafeedback"
 
 
 @dataclass
 class SynthSpec:
-    """What `rmlab data synth` writes: sizes per split, image side and the seed."""
+    """What `rmlab data synth` writes: sizes per split (train, test, val), image side and the seed."""
 
     seed: int = 0
     mm_train: int = 2000
     mm_test: int = 400
     text_train: int = 2000
     text_test: int = 400
+    mm_val: int = 500
+    text_val: int = 500
     image_size: int = 56
 
 
@@ -134,9 +143,11 @@ def multimodal_example(rng: random.Random, task: str, size: int) -> dict:
     if task == "colour":
         items = [(shape, colour, _box(rng, size, (0, 0, size, size), big))]
         question, right, wrong = "What colour is the shape?", colour, _other(rng, COLOURS, colour)
+        evidence = f"the shape is {colour}"
     elif task == "shape":
         items = [(shape, colour, _box(rng, size, (0, 0, size, size), big))]
         question, right, wrong = "What shape is in the image?", shape, _other(rng, SHAPES, shape)
+        evidence = f"the shape is a {shape}"
     elif task == "count":
         n = rng.randint(1, 4)
         cell = size // 2
@@ -148,11 +159,13 @@ def multimodal_example(rng: random.Random, task: str, size: int) -> dict:
         ]
         question, right = "How many shapes are there?", str(n)
         wrong = _other(rng, [str(k) for k in range(1, 5)], right)
+        evidence = f"there {'is one shape' if n == 1 else f'are {n} shapes'}"
     elif task == "position":
         side = rng.choice(SIDES)
         half = (0, 0, size // 2, size) if side == "left" else (size // 2, 0, size, size)
         items = [(shape, colour, _box(rng, size, half, max(6, size * 7 // 16)))]
         question, right, wrong = "Is the shape on the left or on the right?", side, _other(rng, SIDES, side)
+        evidence = f"the shape is on the {side}"
     else:
         raise ValueError(f"unknown multimodal task {task!r}; known: {', '.join(MM_TASKS)}")
     values = {"colour": list(COLOURS), "shape": list(SHAPES), "count": ["1", "2", "3", "4"], "position": list(SIDES)}
@@ -164,6 +177,7 @@ def multimodal_example(rng: random.Random, task: str, size: int) -> dict:
         "right": right,
         "wrong": wrong,
         "others": others,
+        "evidence": evidence,
     }
 
 
@@ -173,19 +187,28 @@ def text_example(rng: random.Random, task: str) -> dict:
         obj = rng.choice(list(OBJECT_COLOURS))
         right = OBJECT_COLOURS[obj]
         question, wrong = rng.choice(FACT_TEMPLATES).format(obj), _other(rng, COLOURS, right)
+        evidence = f"a {obj} is {right}"
     elif task == "compare":
         a, b = rng.sample(range(100), 2)
         question, right, wrong = f"Which is larger, {a} or {b}?", str(max(a, b)), str(min(a, b))
+        evidence = f"{right} is larger"
     elif task == "sum":
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         question, right = f"What is {a}+{b}?", str(a + b)
         wrong = str(a + b + rng.choice([-2, -1, 1, 2]) if a + b >= 2 else a + b + rng.choice([1, 2]))
+        evidence = f"{a}+{b} is {right}"
     elif task == "copy":
         word = rng.choice(COPY_WORDS)
         question, right, wrong = f"Repeat the word: {word}", word, _other(rng, COPY_WORDS, word)
+        evidence = f"the word is {word}"
     else:
         raise ValueError(f"unknown text task {task!r}; known: {', '.join(TEXT_TASKS)}")
-    return {"task": task, "question": question, "right": right, "wrong": wrong}
+    return {"task": task, "question": question, "right": right, "wrong": wrong, "evidence": evidence}
+
+
+def critiques(ex: dict) -> tuple[str, str]:
+    """(critique of the right answer, critique of the wrong one): what is right or wrong, and why."""
+    return f"Right: {ex['evidence']}.", f"Wrong: {ex['evidence']}, not {ex['wrong']}."
 
 
 def _unique(rng: random.Random, n: int, tasks: tuple[str, ...], make, seen: set) -> list[dict]:
@@ -228,7 +251,9 @@ def _rlaif_v_rows(examples: list[dict], split: str) -> list[dict]:
 
 
 def _ultrafeedback_row(ex: dict, i: int, split: str) -> dict:
-    def completion(model: str, text: str, score: float) -> dict:
+    right_critique, wrong_critique = critiques(ex)
+
+    def completion(model: str, text: str, score: float, critique: str) -> dict:
         rating = max(1, min(5, round(score / 2)))
         aspect = {"Rating": str(rating), "Rationale": "synthetic"}
         return {
@@ -238,7 +263,7 @@ def _ultrafeedback_row(ex: dict, i: int, split: str) -> dict:
                 "instruction_following": aspect,
                 "truthfulness": {**aspect, "Rationale For Rating": "synthetic", "Type": ["0"]},
             },
-            "critique": "Correct." if score > 5 else "Incorrect.",
+            "critique": critique,
             "custom_system_prompt": "",
             "fine-grained_score": float(rating),
             "model": model,
@@ -251,11 +276,37 @@ def _ultrafeedback_row(ex: dict, i: int, split: str) -> dict:
         "source": f"rmlab-synth-{ex['task']}",
         "instruction": ex["question"],
         "models": ["synth-right", "synth-wrong"],
-        "completions": [completion("synth-right", ex["right"], 9.0), completion("synth-wrong", ex["wrong"], 2.0)],
+        "completions": [
+            completion("synth-right", ex["right"], 9.0, right_critique),
+            completion("synth-wrong", ex["wrong"], 2.0, wrong_critique),
+        ],
         "correct_answers": [ex["right"]],
         "incorrect_answers": [ex["wrong"]],
         "id": f"{split}-{i}",
     }
+
+
+def write_mm_rlhf(examples: list[dict], folder: Path) -> None:
+    """MM-RLHF's `dpo_pairs.jsonl` with the images as files beside it (`<task>/<n>.png`: the top folder is the
+    pairs' category, as the release's subsets are) and the critiques as `chosen_reason` / `rejected_reason`."""
+    rows = []
+    for i, ex in enumerate(examples):
+        image = f"{ex['task']}/{i:06d}.png"
+        (folder / image).parent.mkdir(parents=True, exist_ok=True)
+        (folder / image).write_bytes(ex["png"])
+        chosen_reason, rejected_reason = critiques(ex)
+        rows.append(
+            {
+                "id": f"{folder.name}-{i}",
+                "image": image,
+                "prompt": f"<image>\n{ex['question']}",
+                "chosen": ex["right"],
+                "rejected": ex["wrong"],
+                "chosen_reason": chosen_reason,
+                "rejected_reason": rejected_reason,
+            }
+        )
+    _write_jsonl(rows, folder / "dpo_pairs.jsonl")
 
 
 def write_rlaif_v_parquet(rows: list[dict], path: Path) -> None:
@@ -319,27 +370,33 @@ def write_benchmarks(out: Path, spec: SynthSpec, seen_mm: set, seen_text: set) -
 
 
 def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
-    """Write both schemas, train and test splits, and a manifest; return the manifest.
+    """Write every schema, the train, test and val splits, the benchmarks, and a manifest; return the manifest.
 
     Each split has its own random stream (seeded from spec.seed and the split name). No pair appears twice, in a
-    split or across the two.
+    split or across splits and benchmarks.
     """
     spec = spec or SynthSpec()
     out = Path(out)
     counts = {}
     seen_mm: set = set()
     seen_text: set = set()
-    for split, n_mm, n_text in (("train", spec.mm_train, spec.text_train), ("test", spec.mm_test, spec.text_test)):
+
+    def write_split(split: str, n_mm: int, n_text: int) -> None:
         rng = random.Random(f"{spec.seed}-mm-{split}")
         mm = _unique(rng, n_mm, MM_TASKS, lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm)
         write_rlaif_v_parquet(_rlaif_v_rows(mm, split), out / RLAIF_V_DIR / f"{split}.parquet")
+        write_mm_rlhf(mm, out / MM_RLHF_DIR / split)
         rng = random.Random(f"{spec.seed}-text-{split}")
         text = _unique(rng, n_text, TEXT_TASKS, text_example, seen_text)
         _write_jsonl(
             [_ultrafeedback_row(ex, i, split) for i, ex in enumerate(text)], out / ULTRAFEEDBACK_DIR / f"{split}.jsonl"
         )
-        counts[split] = {RLAIF_V_DIR: n_mm, ULTRAFEEDBACK_DIR: n_text}
+        counts[split] = {RLAIF_V_DIR: n_mm, MM_RLHF_DIR: n_mm, ULTRAFEEDBACK_DIR: n_text}
+
+    write_split("train", spec.mm_train, spec.text_train)
+    write_split("test", spec.mm_test, spec.text_test)
     write_benchmarks(out / BENCHMARKS_DIR, spec, seen_mm, seen_text)
+    write_split("val", spec.mm_val, spec.text_val)  # last: adding it changed no other split or benchmark
     manifest = {"generator": "rmlab.data.synth", "spec": spec.__dict__, "counts": counts}
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

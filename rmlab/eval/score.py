@@ -14,25 +14,43 @@ from pathlib import Path
 
 import torch
 
+from rmlab.paradigms.base import verdict_right
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
 
-CONVENTION = "accuracy = % of pairs with reward_chosen > reward_rejected (strict: ties count as wrong)"
+CONVENTION = (
+    "accuracy = % of pairs with reward_chosen > reward_rejected (strict: ties count as wrong); a generative "
+    "judge's verdict counts when it names the chosen response (an unreadable verdict is wrong)"
+)
 
 
-def pair_accuracy(scores) -> float:
-    """Fraction of pairs where chosen scores strictly higher."""
-    return sum(c > r for c, r in scores) / max(1, len(scores))
+def pair_accuracy(verdicts) -> float:
+    """Fraction of pairs whose verdict prefers the chosen response."""
+    return sum(verdict_right(v) for v in verdicts) / max(1, len(verdicts))
 
 
-def metrics_for(pairs, scores, skipped: dict[str, int]) -> dict:
+def by_position(verdicts) -> dict[str, float]:
+    """A judge's accuracy with the chosen response shown first and shown second (percent; from the verdicts'
+    per-order probabilities of the chosen label), for position bias."""
+    out = {}
+    for at, name in ((0, "chosen_first"), (1, "chosen_second")):
+        read = [v["by_position"][at] for v in verdicts if at in v.get("by_position", {})]
+        if read:
+            out[name] = 100.0 * sum(p > 0.5 for p in read) / len(read)
+    return out
+
+
+def metrics_for(pairs, verdicts, skipped: dict[str, int]) -> dict:
     """Accuracy (percent), overall and per category, with counts and the convention used."""
     by_category = defaultdict(list)
-    for p, s in zip(pairs, scores, strict=True):
-        by_category[p.category or "all"].append(s)
+    for p, v in zip(pairs, verdicts, strict=True):
+        by_category[p.category or "all"].append(v)
+    position = by_position(verdicts)
     return {
-        "accuracy": 100.0 * pair_accuracy(scores),
-        "n": len(scores),
-        "ties": sum(c == r for c, r in scores),
+        **({"accuracy_by_position": position} if position else {}),
+        "accuracy": 100.0 * pair_accuracy(verdicts),
+        "n": len(verdicts),
+        "ties": sum("scores" in v and v["scores"][0] == v["scores"][1] for v in verdicts),
+        "unreadable": sum("choice" in v and v["choice"] is None for v in verdicts),
         "skipped": skipped,
         "per_category": {
             k: {"accuracy": 100.0 * pair_accuracy(v), "n": len(v)} for k, v in sorted(by_category.items())
@@ -41,52 +59,36 @@ def metrics_for(pairs, scores, skipped: dict[str, int]) -> dict:
     }
 
 
-def write_predictions(out_dir: Path, pairs, scores, metrics: dict) -> None:
-    lines = [
-        json.dumps({"id": p.id, "category": p.category, "reward_chosen": c, "reward_rejected": r})
-        for p, (c, r) in zip(pairs, scores, strict=True)
-    ]
+def _prediction(pair, verdict: dict) -> dict:
+    row = {"id": pair.id, "category": pair.category}
+    if "scores" in verdict:
+        row["reward_chosen"], row["reward_rejected"] = verdict["scores"]
+    if "choice" in verdict:
+        row["choice"] = verdict["choice"]
+    return {**row, **{k: v for k, v in verdict.items() if k not in ("scores", "choice")}}
+
+
+def write_predictions(out_dir: Path, pairs, verdicts, metrics: dict) -> None:
+    lines = [json.dumps(_prediction(p, v)) for p, v in zip(pairs, verdicts, strict=True)]
     atomic_write_text(out_dir / "predictions.jsonl", "".join(line + "\n" for line in lines))
     atomic_write_json(out_dir / "metrics.json", metrics)
 
 
-@dataclass
-class Scorer:
-    """A trained model ready to score pairs: its encoder, how batches are laid out and scored."""
+class PairScoring:
+    """What scores pairs for evaluation, one model or an ensemble: `score_pairs`, `scalar` (one comparable score per
+    response) and `name`; scoring whole sets and held-out sources is built on those."""
 
-    model: torch.nn.Module
-    encoder: object  # rmlab.data.encode.PairEncoder
-    pad_id: int
-    rewards_fn: Callable  # (model, batch) -> (chosen rewards, rejected rewards)
-    collate: Callable  # (encoded pairs, pad_id) -> batch
-    batch_size: int = 32
-    progress: bool = False
+    name = ""
+    scalar = True
 
-    @torch.no_grad()
-    def score(self, encoded) -> list[tuple[float, float]]:
-        """[(reward_chosen, reward_rejected)] in the order of `encoded`."""
-        from rmlab.util.progress import progress as bar
-
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
-        scores: list = [None] * len(encoded)
-        was_training = self.model.training
-        self.model.eval()
-        for start in bar(range(0, len(order), self.batch_size), desc="score", enabled=self.progress):
-            idx = order[start : start + self.batch_size]
-            chosen, rejected = self.rewards_fn(self.model, self.collate([encoded[i] for i in idx], self.pad_id))
-            for i, c, r in zip(idx, chosen.tolist(), rejected.tolist(), strict=True):
-                scores[i] = (c, r)
-        self.model.train(was_training)
-        return scores
+    def score_pairs(self, pairs, desc: str = "encode") -> tuple[list[dict], list, dict[str, int]]:
+        raise NotImplementedError
 
     def score_set(self, pairs, out_dir: Path) -> dict:
-        """Encode, score and write one evaluation set; return its metrics."""
-        from rmlab.data.encode import encode_all
-
-        encoded, pairs, skipped = encode_all(self.encoder, pairs, f"encode {out_dir.name}", progress=False)
-        scores = self.score(encoded)
-        metrics = metrics_for(pairs, scores, skipped)
-        write_predictions(out_dir, pairs, scores, metrics)
+        """Score and write one evaluation set; return its metrics."""
+        verdicts, pairs, skipped = self.score_pairs(pairs, f"encode {out_dir.name}")
+        metrics = metrics_for(pairs, verdicts, skipped)
+        write_predictions(out_dir, pairs, verdicts, metrics)
         return metrics
 
     def evaluate(self, sources, out_dir_for: Callable[[str], Path]) -> dict[str, dict]:
@@ -94,3 +96,47 @@ class Scorer:
         from rmlab.data.mix import load_sources
 
         return {src.name: self.score_set(load_sources([src]), out_dir_for(src.name)) for src in sources}
+
+
+@dataclass
+class Scorer(PairScoring):
+    """A trained model ready to score pairs: its paradigm's encoder, batching and way of judging them."""
+
+    model: torch.nn.Module
+    encoder: object  # the paradigm's encoder (rmlab.paradigms.base)
+    paradigm: object
+    cfg: object
+    batch_size: int = 32
+    progress: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.paradigm.name
+
+    @property
+    def scalar(self) -> bool:
+        return self.paradigm.scalar
+
+    @torch.no_grad()
+    def score(self, items) -> list[dict]:
+        """A verdict per encoded pair (`{"scores": [chosen, rejected]}` and/or `{"choice": ...}`), in item order."""
+        from rmlab.util.progress import progress as bar
+
+        order = sorted(range(len(items)), key=lambda i: items[i].length)
+        verdicts: list = [None] * len(items)
+        was_training = self.model.training
+        self.model.eval()
+        for start in bar(range(0, len(order), self.batch_size), desc="score", enabled=self.progress):
+            idx = order[start : start + self.batch_size]
+            batch = self.paradigm.score(self.model, [items[i] for i in idx], self.encoder, self.cfg)
+            for i, verdict in zip(idx, batch, strict=True):
+                verdicts[i] = verdict
+        self.model.train(was_training)
+        return verdicts
+
+    def score_pairs(self, pairs, desc: str = "encode") -> tuple[list[dict], list, dict[str, int]]:
+        """(verdicts, the pairs they are for, skipped counts): pairs are encoded here, overlong ones left out."""
+        from rmlab.data.encode import encode_all
+
+        encoded, kept, skipped = encode_all(self.encoder, pairs, desc, progress=False)
+        return self.score(encoded), kept, skipped

@@ -1,4 +1,5 @@
-"""`rmlab eval`: score a trained model (a run directory or a saved model directory) on preference files."""
+"""`rmlab eval`: score a trained model (a run directory or a saved model directory), or an ensemble of them, on
+preference files and benchmarks."""
 
 from __future__ import annotations
 
@@ -19,20 +20,43 @@ def _model_dir(path: Path) -> tuple[Path, Path | None]:
     raise ConfigError(f"eval.model={path}: neither a run directory (with model/) nor a saved rmlab model")
 
 
-def run_eval(overrides: list[str]) -> dict[str, dict]:
-    from rmlab.config.compose import compose
-    from rmlab.data.encode import PairEncoder, tokenizer_of
-    from rmlab.data.mix import Source, resolve_sources
-    from rmlab.eval.benchmarks.run import evaluate_configured
+def load_scorer(ref: str | Path, cfg, progress: bool = False):
+    """(Scorer, run directory or None) for a run directory or saved model: the model on this machine's GPU when
+    there is one, scoring as its run was trained (paradigm options, pair layout, max length); a model outside a run
+    scores with `cfg`, whose paradigm must be the model's."""
+    import torch
+
     from rmlab.models.reward_model import load_reward_model
+    from rmlab.paradigms import get_paradigm
     from rmlab.train.recipe import scorer
 
+    model_dir, run_dir = _model_dir(Path(ref))
+    score_cfg = OmegaConf.load(run_dir / "config.yaml") if run_dir else cfg
+    model, processor = load_reward_model(model_dir)
+    if str(score_cfg.paradigm.name) != model.paradigm:
+        raise ConfigError(f"{model_dir} is a {model.paradigm} model: score it with paradigm={model.paradigm}")
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    encoder = get_paradigm(model.paradigm).encoder(processor, score_cfg)
+    run_scorer = scorer(score_cfg, model, encoder, progress=progress)
+    run_scorer.batch_size = cfg.eval.batch_size
+    return run_scorer, run_dir
+
+
+def run_eval(overrides: list[str]) -> dict[str, dict]:
+    from rmlab.config.compose import compose
+    from rmlab.data.mix import Source, resolve_sources
+    from rmlab.eval.benchmarks.run import evaluate_configured
+
     cfg = compose(overrides)
+    if str(cfg.ensemble.method) != "none":
+        from rmlab.eval.ensemble import run_ensemble
+
+        return run_ensemble(cfg)
     e = cfg.eval
     if not e.model:
         raise ConfigError("eval.model is required: a run directory (runs/<experiment>/<signature>) or a model dir")
-    model_dir, run_dir = _model_dir(Path(e.model))
-    run_cfg = OmegaConf.load(run_dir / "config.yaml") if run_dir else None
+    run_scorer, run_dir = load_scorer(e.model, cfg, progress=cfg.train.progress)
+    run_cfg = run_scorer.cfg if run_dir else None
     if e.data:
         if not e.adapter:
             raise ConfigError("eval.data needs eval.adapter (the dataset schema of the file, e.g. rlaif_v)")
@@ -43,13 +67,7 @@ def run_eval(overrides: list[str]) -> dict[str, dict]:
         sources = resolve_sources(run_cfg.data_mix.test, run_cfg.get("datasets"))
     else:
         raise ConfigError("eval.data or eval.benchmarks is required when eval.model is a model outside a run")
-    # score as the run was trained (its paradigm options and pair layout); without a run, as this config says
-    score_cfg = run_cfg if run_cfg is not None else cfg
-    model, processor = load_reward_model(model_dir)
-    encoder = PairEncoder(processor, int(score_cfg.data_mix.max_length))
-    out_root = Path(e.out) if e.out else (run_dir or model_dir)
-    run_scorer = scorer(score_cfg, model, encoder, tokenizer_of(processor).pad_token_id, progress=cfg.train.progress)
-    run_scorer.batch_size = e.batch_size
+    out_root = Path(e.out) if e.out else (run_dir or _model_dir(Path(e.model))[0])
     out_dir_for = lambda name: out_root / "eval" / name  # noqa: E731
     results = run_scorer.evaluate(sources, out_dir_for)
     results.update(evaluate_configured(cfg, run_scorer, out_dir_for))

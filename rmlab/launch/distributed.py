@@ -28,6 +28,11 @@ class Dist:
     def active(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def device(self) -> torch.device:
+        """This process's GPU when there is one (the local rank's), else the CPU."""
+        return torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
     def shard(self, pairs: list) -> list:
         """This rank's slice of a micro-batch (the batch must divide evenly, so every rank's loss weighs the same)."""
         if not self.active:
@@ -44,7 +49,7 @@ class Dist:
         if not self.active:
             return values
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
         return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
@@ -52,7 +57,7 @@ class Dist:
         """True on every rank if it is true on one (so all ranks stop at the same step)."""
         if not self.active:
             return flag
-        t = torch.tensor([1 if flag else 0])
+        t = torch.tensor([1 if flag else 0], device=self.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t.item())
 

@@ -63,15 +63,29 @@ class Job:
 
     def __init__(self, point, experiment, base: DictConfig, base_container: dict, plain: list[tuple[str, object]]):
         self.point, self.experiment = point, experiment
-        self._base, self._plain, self._cfg = base, plain, None
+        self._base, self._plain, self._cfg = base, list(plain), None
         self.container = copy.deepcopy(base_container)
         for key, value in plain:
             _set_dotted(self.container, key, _like(_get_dotted(base_container, key), value))
+        self._place()
+
+    def _place(self) -> None:
         self.signature = signature_of(self.container)
         runs = self.value("paths.runs")
         self.run = RunDir(
-            Path(runs).resolve() / self.container["experiment"] / self.signature, self.signature, experiment
+            Path(runs).resolve() / self.container["experiment"] / self.signature, self.signature, self.experiment
         )
+
+    def set(self, dotted: str, value) -> None:
+        """Change one value of this job's config (its signature and run directory follow)."""
+        _set_dotted(self.container, dotted, value)
+        self._plain.append((dotted, value))
+        self._cfg = None
+        self._place()
+
+    @property
+    def is_ensemble(self) -> bool:
+        return str(_get_dotted(self.container, "ensemble.method") or "none") != "none"
 
     @property
     def cfg(self) -> DictConfig:
@@ -117,19 +131,6 @@ def _like(current, value):
     return value
 
 
-def _is_plain(override) -> bool:
-    """A `key=value` override of an existing key that is not a config group (it can be applied to a composed
-    config directly, as Hydra would apply it after composing the defaults)."""
-    from rmlab.config.compose import project_root
-
-    if override.is_add() or override.is_delete() or override.is_force_add() or override.is_sweep_override():
-        return False
-    key = override.get_key_element()
-    if key.startswith("hydra.") or "@" in key:
-        return False
-    return not (project_root() / "conf" / key.replace(".", "/")).is_dir()
-
-
 def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
     """Every job of the experiment's sweep.
 
@@ -154,4 +155,39 @@ def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
             cfg = compose(list(structural), experiment=experiment)
             base[structural] = (cfg, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
         jobs.append(Job(point, experiment, *base[structural], plain))
+    _link_ensembles(jobs)
     return jobs
+
+
+def _is_override(ref: str) -> bool:
+    return "=" in ref and not Path(ref).exists()
+
+
+def _link_ensembles(jobs: list[Job]) -> None:
+    """An ensemble job may name its members by a grid override (`+variant/ensembles=qwen2_5_vl`): the member is the
+    job of this sweep whose overrides are the ensemble job's with that one swapped in. The reference is replaced by
+    the member's signature, so the ensemble's own signature changes whenever a member's config does."""
+    from rmlab.errors import ConfigError
+
+    by_point = {frozenset(j.point): j for j in jobs}
+
+    def member(job: Job, ref: str) -> str:
+        key = ref.split("=", 1)[0]
+        point = frozenset([*(o for o in job.point if o.split("=", 1)[0] != key), ref])
+        found = by_point.get(point)
+        if found is None or found.is_ensemble:
+            raise ConfigError(
+                f"ensemble job {' '.join(job.point)}: member {ref!r} names no training job of this sweep"
+                f" (looked for overrides {' '.join(sorted(point))})"
+            )
+        return found.signature
+
+    for job in jobs:
+        if not job.is_ensemble:
+            continue
+        members = list(_get_dotted(job.container, "ensemble.members") or [])
+        if any(_is_override(str(m)) for m in members):
+            job.set("ensemble.members", [member(job, m) if _is_override(m) else m for m in map(str, members)])
+        text = _get_dotted(job.container, "ensemble.text_member")
+        if text and _is_override(str(text)):
+            job.set("ensemble.text_member", member(job, str(text)))

@@ -1,4 +1,5 @@
-"""What a submitted job runs: the composed config it was submitted with, trained (or resumed) in its run directory.
+"""What a job runs: training a reward model, or (a config with an `ensemble`) evaluating an ensemble of trained
+ones, in the run directory its config names.
 
 The config is pickled at submission, so editing conf/ while jobs wait in the queue does not change them. On
 preemption or timeout submitit calls `checkpoint`: the job is requeued with the same config and resumes from the
@@ -9,6 +10,24 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from rmlab.launch.run_dir import RunDir
+
+
+def is_ensemble(cfg) -> bool:
+    return str(cfg.ensemble.method) != "none"
+
+
+def run_config(cfg: DictConfig) -> RunDir:
+    """Train the config's reward model, or evaluate its ensemble; return the run directory."""
+    if is_ensemble(cfg):
+        from rmlab.eval.ensemble import run_ensemble
+
+        run_ensemble(cfg)
+        return RunDir.for_config(cfg)
+    from rmlab.train.recipe import train
+
+    return train(cfg)
+
 
 class TrainJob:
     def __init__(self, cfg: DictConfig):
@@ -16,10 +35,9 @@ class TrainJob:
 
     def __call__(self) -> str:
         from rmlab.config.schema import register
-        from rmlab.train.recipe import train
 
         register()
-        return str(train(self.cfg).path)
+        return str(run_config(self.cfg).path)
 
     def checkpoint(self, *args, **kwargs):
         import submitit

@@ -89,8 +89,9 @@ def job_alive(status: dict) -> bool:
 
 
 def plan(experiment: str, overrides: list[str], retry: bool = False) -> list[Planned]:
+    """Each job of the sweep with whether it needs running and why; ensemble jobs last (they read the others)."""
     planned = []
-    for job in grid_runs(experiment, overrides):
+    for job in sorted(grid_runs(experiment, overrides), key=lambda j: j.is_ensemble):
         status = job.run.status()
         state = status.get("state", "pending")
         if state == "done":
@@ -170,17 +171,39 @@ def _record_submission(job, run: RunDir, launcher: str) -> None:
 
 
 def submit_slurm(planned: list[Planned], experiment_dir: Path) -> list:
-    """One array per resource spec, split at max_array_size; returns the submitit jobs (in planned order)."""
+    """One array per resource spec, split at max_array_size; returns the submitit jobs (in planned order).
+
+    Ensemble jobs go in arrays of their own that start after every training job of this sweep has ended
+    (`--dependency=afterany`), and after any member still queued or running from an earlier sweep."""
+    training = [p for p in planned if p.submit and not p.job.is_ensemble]
+    ensembles = [p for p in planned if p.submit and p.job.is_ensemble]
+    submitted = _submit_arrays(training, experiment_dir, dependency=None)
+    if ensembles:
+        waits = {str(j.job_id).split("_")[0] for _, j in submitted}
+        waits |= {
+            str(p.run.status()["slurm_job_id"]).split("_")[0]
+            for p in planned
+            if not p.submit and not p.job.is_ensemble and job_alive(p.run.status())
+            and p.run.status().get("slurm_job_id")
+        }  # fmt: skip
+        dependency = "afterany:" + ":".join(sorted(waits)) if waits else None
+        submitted += _submit_arrays(ensembles, experiment_dir, dependency)
+    return submitted
+
+
+def _submit_arrays(todo: list[Planned], experiment_dir: Path, dependency: str | None) -> list:
     from rmlab.launch.job import TrainJob
 
-    todo = [p for p in planned if p.submit]
     groups: dict[str, list[Planned]] = {}
     for p in todo:
         groups.setdefault(repr(sorted(_resources(p.cfg.launcher).items())), []).append(p)
     submitted = []
     for members in groups.values():
         launcher = members[0].cfg.launcher
-        executor = _executor(experiment_dir / ".submitit", "slurm", _resources(launcher), launcher.max_num_timeout)
+        spec = _resources(launcher)
+        if dependency:
+            spec["additional_parameters"] = {**(spec["additional_parameters"] or {}), "dependency": dependency}
+        executor = _executor(experiment_dir / ".submitit", "slurm", spec, launcher.max_num_timeout)
         size = max(1, int(launcher.max_array_size))
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
@@ -193,13 +216,15 @@ def submit_slurm(planned: list[Planned], experiment_dir: Path) -> list:
 
 
 def run_local(planned: list[Planned], experiment_dir: Path, parallelism: int) -> None:
-    """submitit subprocesses on this machine, `parallelism` at a time; returns when all have ended."""
+    """submitit subprocesses on this machine, `parallelism` at a time (ensemble jobs once every training job has
+    ended); returns when all have ended."""
     from rmlab.launch.job import TrainJob
 
     todo = [p for p in planned if p.submit]
     running: list = []
     while todo or running:
-        while todo and len(running) < parallelism:
+        # plan() puts ensembles last: one starts only once nothing else runs
+        while todo and len(running) < parallelism and not (todo[0].job.is_ensemble and running):
             p = todo.pop(0)
             launcher = p.cfg.launcher
             cfg = p.cfg.copy()
@@ -216,12 +241,12 @@ def run_inline(planned: list[Planned]) -> None:
     """One after another in this process; a failing job is recorded in its run and the sweep goes on."""
     import traceback
 
-    from rmlab.train.recipe import train
+    from rmlab.launch.job import run_config
 
     for p in planned:
         if p.submit:
             try:
-                train(p.cfg)
+                run_config(p.cfg)
             except Exception:
                 traceback.print_exc()
 

@@ -104,3 +104,21 @@ def enable_gradient_checkpointing(model, with_lora: bool) -> None:
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if with_lora:
         model.enable_input_require_grads()
+
+
+def prepare_backbone(cfg, uses_lm_head: bool):
+    """(generative model, processor) with the configured options applied: frozen vision tower, gradient
+    checkpointing, LoRA. A paradigm that never reads the LM head (a scalar head on hidden states) freezes it, which
+    keeps it out of the optimizer and the checkpoints."""
+    b = cfg.backbone
+    model, processor = load_backbone(b, cfg.scale, seed=cfg.train.seed)
+    lm_head = model.get_output_embeddings()
+    if not uses_lm_head and lm_head is not None and lm_head.weight is not model.get_input_embeddings().weight:
+        lm_head.requires_grad_(False)
+    if b.freeze_vision:
+        freeze_vision_tower(model, list(b.vision_tower))
+    if b.gradient_checkpointing:
+        enable_gradient_checkpointing(model, with_lora=b.lora.enabled)
+    if b.lora.enabled:
+        model = apply_lora(model, b.lora, list(b.vision_tower))
+    return model, processor

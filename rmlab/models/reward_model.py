@@ -26,35 +26,114 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
-class RewardModel(nn.Module):
-    def __init__(self, backbone: nn.Module, head: RewardHead, family: str, source: str):
+class _Backbone(nn.Module):
+    """A backbone with what every paradigm's model shares: hidden states, LM logits at chosen positions,
+    trainable state for checkpoints, and saving in the directory layout `load_reward_model` reads."""
+
+    paradigm = "naive"
+
+    def __init__(self, backbone: nn.Module, family: str, source: str, paradigm: str):
         super().__init__()
         self.backbone = backbone
-        self.head = head
         self.family = family
         self.source = source
-        self.paradigm = "naive"
+        self.paradigm = paradigm
 
     def base_model(self) -> nn.Module:
         """The backbone without its LM head (LoRA layers, if any, are inside it)."""
-        model = self.backbone.get_base_model() if _is_peft(self.backbone) else self.backbone
+        model = self.generative_model()
         return getattr(model, model.base_model_prefix)
 
+    def generative_model(self) -> nn.Module:
+        """The backbone with its LM head (for generation and token losses)."""
+        return self.backbone.get_base_model() if _is_peft(self.backbone) else self.backbone
+
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
     def hidden_states(self, inputs: dict) -> torch.Tensor:
+        device = self.device()
+        inputs = {k: v.to(device) for k, v in inputs.items()}
         return self.base_model()(**inputs, use_cache=False, return_dict=True).last_hidden_state
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        """One score per pooled position of a collated batch (`collate_pairs` or `collate_shared_prefix`).
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits for the given hidden states only (never the whole sequence: large vocabularies)."""
+        return self.generative_model().get_output_embeddings()(hidden).float()
+
+    def target_logits(self, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Logits at a batch's language-modelling positions (`lm_rows`, `lm_cols`: rmlab.paradigms.tokens)."""
+        rows, cols = batch["lm_rows"].to(hidden.device), batch["lm_cols"].to(hidden.device)
+        return self.lm_logits(hidden[rows, cols])
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The parameters that training changes (what a checkpoint needs beside the base weights)."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+        unknown = [n for n in state if n not in params]
+        if missing or unknown:
+            raise ValueError(f"checkpoint does not match the model: missing {missing[:3]}, unknown {unknown[:3]}")
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    def _extra_meta(self) -> dict:
+        return {}
+
+    def _save_extra(self, directory: Path) -> None:
+        """Files beside the backbone (a head)."""
+
+    def save(self, path: str | Path, processor) -> Path:
+        """Write the model atomically: a crash leaves either the previous directory or the complete new one."""
+        with atomic_dir(path) as tmp:
+            meta = {"format": FORMAT_VERSION, "family": self.family, "paradigm": self.paradigm, **self._extra_meta()}
+            if _is_peft(self.backbone):
+                self.backbone.save_pretrained(tmp / "adapter")
+                base_source = self.source
+                if self.source == "tiny":  # not reloadable from anywhere else: keep the base weights too
+                    copy.deepcopy(self.backbone).unload().save_pretrained(tmp / "base")
+                    base_source = "base"
+                meta["backbone"] = {"adapter": "adapter", "base": base_source}
+            else:
+                self.backbone.save_pretrained(tmp / "backbone")
+                meta["backbone"] = {"weights": "backbone"}
+            processor.save_pretrained(tmp / "processor")
+            self._save_extra(tmp)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return Path(path)
+
+
+class RewardModel(_Backbone):
+    """Backbone + reward head: a scalar per sequence (Naive-RM; Critic-RM, whose backbone also writes critiques)."""
+
+    def __init__(self, backbone: nn.Module, head: RewardHead, family: str, source: str, paradigm: str = "naive"):
+        super().__init__(backbone, family, source, paradigm)
+        self.head = head
+
+    def forward(self, batch: dict):
+        """One score per pooled position of a collated batch (`collate_pairs` or `collate_shared_prefix`); with
+        language-modelling targets in the batch (Critic-RM's critiques), (scores, logits at the targets).
 
         A batch may give `pool_index` (and `pool_rows`); without them each row is pooled at its last real token.
         """
+        hidden = self.batch_hidden(batch)
+        scores = self.score_hidden(hidden, batch)
+        if "lm_rows" in batch:
+            return scores, self.target_logits(hidden, batch)
+        return scores
+
+    def batch_hidden(self, batch: dict) -> torch.Tensor:
         inputs = batch["inputs"]
         if "rejected_spans" in batch and hasattr(self.base_model(), "get_rope_index"):
             inputs = {**inputs, "position_ids": self._mrope_positions(batch)}
-        hidden = self.hidden_states(inputs)
+        return self.hidden_states(inputs)
+
+    def score_hidden(self, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
         index = batch.get("pool_index")
         if index is None:
-            index = last_token_index(inputs["attention_mask"])
+            index = last_token_index(batch["inputs"]["attention_mask"])
         rows = batch.get("pool_rows")
         if rows is None:
             rows = torch.arange(hidden.shape[0])
@@ -76,49 +155,26 @@ class RewardModel(nn.Module):
             positions[:, b, start : start + length] = first + torch.arange(length, device=positions.device)
         return positions
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """The parameters that training changes (what a checkpoint needs beside the base weights)."""
-        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+    def _extra_meta(self) -> dict:
+        return {"head": self.head.config}
 
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        params = dict(self.named_parameters())
-        missing = [n for n, p in params.items() if p.requires_grad and n not in state]
-        unknown = [n for n in state if n not in params]
-        if missing or unknown:
-            raise ValueError(f"checkpoint does not match the model: missing {missing[:3]}, unknown {unknown[:3]}")
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value)
-
-    def save(self, path: str | Path, processor) -> Path:
-        """Write the model atomically: a crash leaves either the previous directory or the complete new one."""
+    def _save_extra(self, directory: Path) -> None:
         from safetensors.torch import save_file
 
-        with atomic_dir(path) as tmp:
-            meta = {
-                "format": FORMAT_VERSION,
-                "family": self.family,
-                "paradigm": self.paradigm,
-                "head": self.head.config,
-            }
-            if _is_peft(self.backbone):
-                self.backbone.save_pretrained(tmp / "adapter")
-                base_source = self.source
-                if self.source == "tiny":  # not reloadable from anywhere else: keep the base weights too
-                    copy.deepcopy(self.backbone).unload().save_pretrained(tmp / "base")
-                    base_source = "base"
-                meta["backbone"] = {"adapter": "adapter", "base": base_source}
-            else:
-                self.backbone.save_pretrained(tmp / "backbone")
-                meta["backbone"] = {"weights": "backbone"}
-            processor.save_pretrained(tmp / "processor")
-            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, tmp / "head.safetensors")
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        return Path(path)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, directory / "head.safetensors")
+
+
+class JudgeModel(_Backbone):
+    """A generative judge: the backbone alone, reading its verdict from the LM head (GRM, LongCoT-GRM)."""
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Logits at the batch's language-modelling positions (rmlab.paradigms.tokens.collate_completions)."""
+        return self.target_logits(self.hidden_states(batch["inputs"]), batch)
 
 
 def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
-    """(RewardModel in eval mode, processor) from a directory written by `RewardModel.save`."""
+    """(model in eval mode, processor) from a directory written by `save`: a RewardModel when the directory has a
+    head, else a JudgeModel."""
     from safetensors.torch import load_file
 
     from rmlab.models.backbone import _auto_class
@@ -143,9 +199,13 @@ def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
     else:
         backbone = auto.from_pretrained(str(path / spec["weights"]), dtype=dtype)
         source = str(path)
-    head_cfg = dict(meta["head"])
-    head = RewardHead(head_cfg.pop("in_dim"), **head_cfg)
-    head.load_state_dict(load_file(str(path / "head.safetensors")))
-    model = RewardModel(backbone, head, family, source)
+    paradigm = meta.get("paradigm", "naive")
+    if "head" in meta:
+        head_cfg = dict(meta["head"])
+        head = RewardHead(head_cfg.pop("in_dim"), **head_cfg)
+        head.load_state_dict(load_file(str(path / "head.safetensors")))
+        model = RewardModel(backbone, head, family, source, paradigm)
+    else:
+        model = JudgeModel(backbone, family, source, paradigm)
     model.eval()
     return model, processor

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import random
@@ -19,9 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from rmlab.data.cache import encode_cached
-from rmlab.data.encode import PairEncoder, tokenizer_of
 from rmlab.data.mix import ensure_synth, load_train_mix, resolve_sources
-from rmlab.data.packing import collate_for
 from rmlab.data.stream import PairStream
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
@@ -30,7 +27,7 @@ from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.distributed import SINGLE, Dist, init_distributed, unwrap
 from rmlab.launch.preemption import PreemptionGuard
 from rmlab.launch.run_dir import RunDir
-from rmlab.paradigms import naive
+from rmlab.paradigms import get_paradigm
 from rmlab.tracking.logger import RunLogger, numeric_leaves
 from rmlab.train.batches import HeldPairs, StreamedPairs
 from rmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -64,32 +61,8 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
 
 
 def build_model(cfg: DictConfig):
-    """(RewardModel, processor) for the config's backbone, scale, options and head."""
-    from rmlab.models.backbone import (
-        apply_lora,
-        backbone_source,
-        enable_gradient_checkpointing,
-        freeze_vision_tower,
-        load_backbone,
-    )
-    from rmlab.models.heads import RewardHead
-    from rmlab.models.reward_model import RewardModel
-
-    b = cfg.backbone
-    model, processor = load_backbone(b, cfg.scale, seed=cfg.train.seed)
-    lm_head = model.get_output_embeddings()
-    if lm_head is not None and lm_head.weight is not model.get_input_embeddings().weight:
-        lm_head.requires_grad_(False)  # a scalar reward model never uses it: keep it out of optimizer and checkpoints
-    if b.freeze_vision:
-        freeze_vision_tower(model, list(b.vision_tower))
-    if b.gradient_checkpointing:
-        enable_gradient_checkpointing(model, with_lora=b.lora.enabled)
-    if b.lora.enabled:
-        model = apply_lora(model, b.lora, list(b.vision_tower))
-    hidden = model.config.get_text_config().hidden_size
-    torch.manual_seed(cfg.train.seed + 1)  # the head's init does not depend on how the backbone was built
-    head = RewardHead(hidden, cfg.head.layers, str(cfg.head.activation), cfg.head.width, cfg.head.dropout)
-    return RewardModel(model, head, str(b.family), backbone_source(b, cfg.scale)), processor
+    """(model, processor) for the config's paradigm, backbone, scale and options."""
+    return get_paradigm(cfg.paradigm.name).build(cfg)
 
 
 def _streamed_data(cfg: DictConfig, encoder):
@@ -119,11 +92,9 @@ def encode_weighted(encoder, pairs, cache_dir, desc, progress, validator) -> lis
     return [by_pair[id(p)] for p in pairs if id(p) in by_pair]
 
 
-def scorer(cfg: DictConfig, model, encoder, pad_id: int, progress: bool) -> Scorer:
-    """Scores pairs the way this config trains them (paradigm, pair layout)."""
-    rewards = functools.partial(naive.rewards, length_norm=cfg.paradigm.length_norm)
-    collate = collate_for(cfg.train.pair_layout)
-    return Scorer(model, encoder, pad_id, rewards, collate, cfg.eval.batch_size, progress=progress)
+def scorer(cfg: DictConfig, model, encoder, progress: bool) -> Scorer:
+    """Scores pairs the way this config trains them (its paradigm and options)."""
+    return Scorer(model, encoder, get_paradigm(cfg.paradigm.name), cfg, cfg.eval.batch_size, progress)
 
 
 def train(cfg: DictConfig) -> RunDir:
@@ -158,16 +129,14 @@ def train(cfg: DictConfig) -> RunDir:
 
 def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
     t = cfg.train
-    if str(cfg.paradigm.name) != "naive":
-        raise ConfigError(f"paradigm {cfg.paradigm.name} is not implemented yet; available: naive")
     threads = set_threads(t.threads)
     seed_everything(t.seed, t.deterministic)
 
     # 2. data
     ensure_synth(cfg.data_mix.synth)
-    model, processor = build_model(cfg)
-    encoder = PairEncoder(processor, cfg.data_mix.max_length)
-    pad_id = tokenizer_of(processor).pad_token_id
+    paradigm = get_paradigm(cfg.paradigm.name)
+    model, processor = paradigm.build(cfg)
+    encoder = paradigm.encoder(processor, cfg)
     if cfg.data_mix.streaming:
         data, val_set, validator = _streamed_data(cfg, encoder)
     else:
@@ -182,8 +151,10 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
         data = HeldPairs(train_set, t.batch_size, t.grad_accum, t.seed)
 
     # 3. optimizer and schedule
+    model.to(dist.device)
     if dist.active:
-        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t.lr, t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(t.max_steps, t.warmup_ratio))
@@ -204,14 +175,14 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
                 **_data_summary(data, validator),
             }
         )
-        _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log, dist)
+        _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist)
         dist.barrier()
         if not dist.is_main:
             return
         model = unwrap(model)
         log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
         model.save(run.model, processor)
-        final = scorer(cfg, model, encoder, pad_id, t.progress)
+        final = scorer(cfg, model, encoder, t.progress)
         results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
         results.update(evaluate_configured(cfg, final, run.eval_dir))
         log.summary(numeric_leaves(results, "eval/"))
@@ -225,15 +196,16 @@ def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimi
 
 
 def train_step(
-    model, optimizer, scheduler, batches: list[list], pad_id: int, t, paradigm, dist: Dist = SINGLE
+    model, optimizer, scheduler, batches: list[list], pad_id: int, cfg, dist: Dist = SINGLE
 ) -> dict[str, float]:
     """One optimizer step over its micro-batches (lists of encoded pairs; each process takes its slice of each);
     returns the step's metrics, averaged over the processes."""
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
+    paradigm = get_paradigm(cfg.paradigm.name)
     for pairs in batches:
-        batch = collate_for(t.pair_layout)(dist.shard(pairs), pad_id)
-        loss, metrics = naive.loss_and_metrics(model, batch, paradigm)
+        batch = paradigm.collate(dist.shard(pairs), pad_id, cfg)
+        loss, metrics = paradigm.loss(model, batch, cfg)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()}")
         (loss / len(batches)).backward()
@@ -241,13 +213,13 @@ def train_step(
             totals[k] = totals.get(k, 0.0) + v / len(batches)
     totals = dist.mean(totals)
     params = [p for p in model.parameters() if p.requires_grad]
-    totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm or float("inf")))
+    totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm or float("inf")))
     optimizer.step()
     scheduler.step()
     return totals
 
 
-def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_step, log, dist: Dist) -> None:
+def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist: Dist) -> None:
     from rmlab.util.progress import progress
 
     t = cfg.train
@@ -255,12 +227,13 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, pad_id, start_st
     bar = progress(
         total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=t.progress and dist.is_main
     )
-    val_scorer = scorer(cfg, unwrap(model), None, pad_id, progress=False)
+    pad_id = encoder.tokenizer.pad_token_id
+    val_scorer = scorer(cfg, unwrap(model), encoder, progress=False)
     guard = PreemptionGuard().install()
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
         try:
-            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, t, cfg.paradigm, dist)
+            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, cfg, dist)
         except TrainingDiverged as e:
             raise TrainingDiverged(
                 f"{e} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"

@@ -3,7 +3,8 @@ BaseReward trains on.
 
 Schema (OpenBMB/UltraFeedback README): source, instruction, models, completions[{model, principle,
 custom_system_prompt, response, annotations, fine-grained_score, overall_score, critique}], correct_answers,
-incorrect_answers. `overall_score` is the 1-10 critique score the paper's views use.
+incorrect_answers. `overall_score` is the 1-10 critique score the paper's views use; each completion's `critique`
+(GPT-4's text) goes to the pair's meta as `chosen_reason` / `rejected_reason`, the critiques Critic-RM trains on.
 
 - `ultrafeedback` (Ultra-All): every pair of completions with different overall scores, the higher one chosen.
 - `ultrafeedback_hard` (Ultra-Hard): the pairs whose score gap is at least `HARD_MIN_GAP` (a data_mix source sets
@@ -18,26 +19,27 @@ SCHEMA = "instruction, completions[{response, overall_score}], source"
 
 
 def _pairs(row: dict, ctx, min_gap: float):
-    scored = [
-        (float(c["overall_score"]), c["response"]) for c in row["completions"] if c.get("overall_score") is not None
-    ]
+    scored = [c for c in row["completions"] if c.get("overall_score") is not None]
     base = str(row.get("id") or ctx.row_id)
     k = 0
-    for i, (s_i, r_i) in enumerate(scored):
-        for s_j, r_j in scored[i + 1 :]:
+    for i, c_i in enumerate(scored):
+        for c_j in scored[i + 1 :]:
+            s_i, s_j = float(c_i["overall_score"]), float(c_j["overall_score"])
             if abs(s_i - s_j) < max(min_gap, 1e-9):
                 continue
-            (s_hi, hi), (s_lo, lo) = ((s_i, r_i), (s_j, r_j)) if s_i > s_j else ((s_j, r_j), (s_i, r_i))
+            high, low = (c_i, c_j) if s_i > s_j else (c_j, c_i)
+            reasons = {"chosen_reason": high.get("critique"), "rejected_reason": low.get("critique")}
             yield PreferencePair(
                 id=f"{base}:{k}",
                 prompt=user_prompt(row["instruction"]),
-                chosen=hi,
-                rejected=lo,
+                chosen=high["response"],
+                rejected=low["response"],
                 source="ultrafeedback",
                 category=row.get("source") or "",
-                margin=s_hi - s_lo,
-                chosen_score=s_hi,
-                rejected_score=s_lo,
+                margin=abs(s_i - s_j),
+                chosen_score=max(s_i, s_j),
+                rejected_score=min(s_i, s_j),
+                meta={key: text for key, text in reasons.items() if text},
             )
             k += 1
 

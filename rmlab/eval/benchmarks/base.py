@@ -98,10 +98,11 @@ def read_predictions(path: str | Path, items: list[BenchItem]) -> list[dict]:
     return rows
 
 
-def write_predictions(path: str | Path, items: list[BenchItem], scores: list[list[float]]) -> None:
+def write_predictions(path: str | Path, items: list[BenchItem], predictions: list[dict]) -> None:
+    """One row per item: its id and its prediction (`scores` or `choice`)."""
     from rmlab.util.atomic import atomic_write_text
 
-    lines = [json.dumps({"id": item.id, "scores": s}) for item, s in zip(items, scores, strict=True)]
+    lines = [json.dumps({"id": item.id, **p}) for item, p in zip(items, predictions, strict=True)]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 

@@ -1,7 +1,8 @@
 """Scoring a reward model on a benchmark, and computing a benchmark's metrics from a predictions file.
 
 A scalar model scores every response of a row against the row's prompt; responses go through the model two at a
-time (a pair of the pair machinery; an odd last one is paired with itself), batched by length like any pair.
+time (a pair of the pair machinery; an odd last one is paired with itself), batched by length like any pair. A
+generative judge reads a two-response row as one pair and its verdict is the row's `choice` (GRM also gives scores).
 Metrics always carry the options used, the benchmark's conventions, and a bootstrap interval for each headline.
 """
 
@@ -36,25 +37,37 @@ def as_pairs(item: BenchItem) -> list[PreferencePair]:
     return out
 
 
-def score_items(scorer, items: list[BenchItem]) -> list[list[float]]:
-    """Scores per response, per item, in the benchmark's order. A row the encoder cannot fit is an error: a
-    benchmark number over part of the benchmark would not be the benchmark's number."""
-    from rmlab.data.encode import OverlongPair
+def score_items(scorer, items: list[BenchItem]) -> list[dict]:
+    """A prediction per item, in the benchmark's order: `scores` per response from a scalar model, or a two-response
+    item's `choice` from a judge that only chooses. A row the encoder cannot fit is an error: a benchmark number over
+    part of the benchmark would not be the benchmark's number."""
     from rmlab.errors import DataError
 
+    widest = max(len(item.responses) for item in items)
+    if widest > 2 and not scorer.scalar:
+        raise DataError(
+            f"this benchmark has up to {widest} responses per row, which need a score per response; paradigm "
+            f"{scorer.name} judges two responses at a time: score it with a scalar reward model"
+        )
     pairs, owners = [], []
     for i, item in enumerate(items):
         for pair in as_pairs(item):
             pairs.append(pair)
             owners.append(i)
-    try:
-        encoded = [scorer.encoder.encode(p) for p in pairs]
-    except OverlongPair as e:
-        raise DataError(f"{e}: raise data_mix.max_length to score this benchmark whole") from None
-    scores: list[list[float]] = [[] for _ in items]
-    for owner, (c, r) in zip(owners, scorer.score(encoded), strict=True):
-        scores[owner] += [c, r]
-    return [s[: len(item.responses)] for s, item in zip(scores, items, strict=True)]
+    verdicts, kept, skipped = scorer.score_pairs(pairs, "encode benchmark")
+    if len(kept) != len(pairs):
+        raise DataError(f"{len(pairs) - len(kept)} benchmark row(s) do not fit: raise data_mix.max_length")
+    predictions: list[dict] = [{} for _ in items]
+    for owner, verdict in zip(owners, verdicts, strict=True):
+        prediction = predictions[owner]
+        if "scores" in verdict:
+            prediction.setdefault("scores", []).extend(verdict["scores"])
+        else:
+            prediction["choice"] = verdict["choice"]
+    for prediction, item in zip(predictions, items, strict=True):
+        if "scores" in prediction:
+            prediction["scores"] = prediction["scores"][: len(item.responses)]
+    return predictions
 
 
 def compute_metrics(
@@ -98,8 +111,7 @@ def evaluate_benchmark(
     from rmlab.util.atomic import atomic_write_json
 
     items = get_benchmark(name).load(path, image_root=image_root)
-    scores = score_items(scorer, items)
-    write_predictions(out_dir / "predictions.jsonl", items, scores)
+    write_predictions(out_dir / "predictions.jsonl", items, score_items(scorer, items))
     predictions = read_predictions(out_dir / "predictions.jsonl", items)
     metrics = compute_metrics(name, items, predictions, options, n_boot=n_boot)
     metrics["data"] = str(path)
