@@ -51,6 +51,7 @@ lint: $(STAMP)
 # rmlab's training step against TRL's RewardTrainer (installs the `bench` extra: trl).
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/paradigm_scoring.py
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --disable-pip-version-check -q "trl==1.16.0"

@@ -124,3 +124,25 @@ def test_a_preempted_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupte
     a = json.loads(_read(f"{run_dir}/eval/synth_shapes/metrics.json"))
     b = json.loads(_read(f"{tmp_path}/straight/demo/*/eval/synth_shapes/metrics.json"))
     assert a["accuracy"] == b["accuracy"] and a["per_category"] == b["per_category"]
+
+
+def test_an_ensemble_sweep_runs_its_members_first_then_the_ensembles_on_their_output(workdir, tmp_path, capsys):
+    """The ensembles experiment through SLURM: the members' array, then the ensembles' array held by a dependency
+    on it, each ensemble reading the members this sweep trained (named by their signatures)."""
+    overrides = [*workdir, *FAST, "ensemble.val_pairs=40", "+variant/ensembles=qwen2_5_vl,qwen3_text,route"]
+    assert main(["sweep", "ensembles", "--launcher", "slurm", "--wait", *overrides]) == 0
+    assert "3/3 done" in capsys.readouterr().out
+    statuses = {
+        Path(p).parent.name: json.loads(Path(p).read_text())
+        for p in glob.glob(f"{tmp_path / 'runs'}/ensembles/*/status.json")
+    }
+    assert [s["state"] for s in statuses.values()] == ["done"] * 3
+    [ensemble] = [name for name in statuses if Path(tmp_path / "runs" / "ensembles" / name / "ensemble.json").exists()]
+    members = json.loads((tmp_path / "runs" / "ensembles" / ensemble / "ensemble.json").read_text())
+    trained = set(statuses) - {ensemble}
+    assert {*members["text"], *members["other"]} == trained
+    arrays = {s["slurm_job_id"].split("_")[0] for s in statuses.values()}
+    assert len(arrays) == 2  # the ensemble in its own array, after the members'
+    started = {name: s["started"] for name, s in statuses.items()}
+    finished = [statuses[m]["finished"] for m in trained]
+    assert started[ensemble] >= max(finished)

@@ -382,15 +382,17 @@ def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
     seen_text: set = set()
 
     def write_split(split: str, n_mm: int, n_text: int) -> None:
-        rng = random.Random(f"{spec.seed}-mm-{split}")
-        mm = _unique(rng, n_mm, MM_TASKS, lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm)
-        write_rlaif_v_parquet(_rlaif_v_rows(mm, split), out / RLAIF_V_DIR / f"{split}.parquet")
-        write_mm_rlhf(mm, out / MM_RLHF_DIR / split)
-        rng = random.Random(f"{spec.seed}-text-{split}")
-        text = _unique(rng, n_text, TEXT_TASKS, text_example, seen_text)
-        _write_jsonl(
-            [_ultrafeedback_row(ex, i, split) for i, ex in enumerate(text)], out / ULTRAFEEDBACK_DIR / f"{split}.jsonl"
-        )
+        """A split's files; a size of 0 writes none (no empty dataset files)."""
+        if n_mm:
+            rng = random.Random(f"{spec.seed}-mm-{split}")
+            mm = _unique(rng, n_mm, MM_TASKS, lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm)
+            write_rlaif_v_parquet(_rlaif_v_rows(mm, split), out / RLAIF_V_DIR / f"{split}.parquet")
+            write_mm_rlhf(mm, out / MM_RLHF_DIR / split)
+        if n_text:
+            rng = random.Random(f"{spec.seed}-text-{split}")
+            text = _unique(rng, n_text, TEXT_TASKS, text_example, seen_text)
+            rows = [_ultrafeedback_row(ex, i, split) for i, ex in enumerate(text)]
+            _write_jsonl(rows, out / ULTRAFEEDBACK_DIR / f"{split}.jsonl")
         counts[split] = {RLAIF_V_DIR: n_mm, MM_RLHF_DIR: n_mm, ULTRAFEEDBACK_DIR: n_text}
 
     write_split("train", spec.mm_train, spec.text_train)

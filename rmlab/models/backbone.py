@@ -11,10 +11,15 @@ from dataclasses import fields
 
 import torch
 
+# rmlab shows its own progress; transformers' per-load and per-save bars would flood a sweep's logs.
+from transformers.utils import logging as _transformers_logging
+
 from rmlab.config.schema import TinyConfig
 from rmlab.errors import ConfigError
 from rmlab.models.processors import load_processor
 from rmlab.models.tiny import build_tiny
+
+_transformers_logging.disable_progress_bar()
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VL_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2")

@@ -254,15 +254,23 @@ class LongCoT(_Judge):
         )
         verdicts, k = [], 0
         for read in reads:
-            votes = [0, 0, 0]  # for the chosen, for the rejected, unreadable
-            first_text = None
+            texts, named = [], []
             for s in read:
                 for sample in outputs[k]:
-                    text = tok.decode(sample)
-                    first_text = first_text if first_text is not None else text
-                    at = parse_answer(text)
-                    votes[2 if at is None else (0 if at == s.meta["chosen_at"] else 1)] += 1
+                    texts.append(tok.decode(sample))
+                    named.append((parse_answer(texts[-1]), s.meta["chosen_at"]))
                 k += 1
-            choice = 0 if votes[0] > votes[1] else 1 if votes[1] > votes[0] else None
-            verdicts.append({"choice": choice, "votes": votes, "output": first_text})
+            choice, votes = tally(named)
+            verdicts.append({"choice": choice, "votes": votes, "output": texts[0]})
         return verdicts
+
+
+def tally(named: list[tuple[int | None, int]]) -> tuple[int | None, list[int]]:
+    """Majority vote over (position an answer named or None, position the chosen response was shown at): the choice
+    (0: the chosen response, 1: the rejected one, None: a tie or nothing readable) and the votes
+    [for the chosen, for the rejected, unreadable]."""
+    votes = [0, 0, 0]
+    for at, chosen_at in named:
+        votes[2 if at is None else 0 if at == chosen_at else 1] += 1
+    choice = 0 if votes[0] > votes[1] else 1 if votes[1] > votes[0] else None
+    return choice, votes
