@@ -190,7 +190,9 @@ def test_a_judge_scores_two_response_benchmarks_and_refuses_best_of_n(synth_dir,
 
 
 # Learning: 1000 steps on the default testbed (400 held-out pairs: chance is 50 +- 2.5). Thresholds sit well under
-# what each run scored with its fixed seed on CPU (stated per test) and well above chance.
+# what each run scored with its fixed seed on CPU (stated per test) and well above chance. The generative
+# paradigms learn through the LM head and want a higher learning rate than Naive-RM's default 3e-4 here (at 3e-4
+# LongCoT-GRM reached 54.75 and Critic-RM 63.0 on the text pairs; at 1e-3, 90.5 and 66.75).
 def _learned(tmp_path, full_synth_dir, *overrides):
     cfg = compose(
         [
@@ -205,7 +207,7 @@ def _learned(tmp_path, full_synth_dir, *overrides):
     return json.loads((run.eval_dir(cfg.data_mix.test[0].name) / "metrics.json").read_text())
 
 
-TEXT = ["backbone=qwen2_5", "data_mix=synth_text"]
+TEXT = ["backbone=qwen2_5", "data_mix=synth_text", "train.lr=1e-3"]
 # The shapes testbed needs a little more than the smallest tiny Qwen2.5-VL for the judges (at 64 wide and 2 layers
 # the GRM stays at chance); still seconds per 100 steps.
 WIDER_MM = [
@@ -217,7 +219,7 @@ WIDER_MM = [
 
 
 def test_grm_learns_the_text_pairs_without_a_position_bias(tmp_path, full_synth_dir):
-    # measured: 89.75 (chosen first 88.5, chosen second 89.75)
+    # measured: 90.5 (chosen first 90.75, chosen second 91.25)
     m = _learned(tmp_path, full_synth_dir, "paradigm=grm", *TEXT)
     assert m["accuracy"] >= 75.0
     position = m["accuracy_by_position"]
@@ -225,15 +227,17 @@ def test_grm_learns_the_text_pairs_without_a_position_bias(tmp_path, full_synth_
 
 
 def test_critic_learns_the_text_pairs_from_its_own_critiques(tmp_path, full_synth_dir):
-    # measured: CRITIC_TEXT
+    # measured: 66.75 (the head follows the critique's verdict, and a tiny model judging one response alone
+    # writes the wrong verdict for a third of them: Critic-RM is the weakest paradigm here, as in BaseReward's
+    # Table 1)
     m = _learned(tmp_path, full_synth_dir, "paradigm=critic", *TEXT)
-    assert m["accuracy"] >= 70.0
+    assert m["accuracy"] >= 57.0
 
 
 def test_longcot_learns_the_text_pairs(tmp_path, full_synth_dir):
-    # measured: LONGCOT_TEXT
+    # measured: 90.5, no unreadable answer
     m = _learned(tmp_path, full_synth_dir, "paradigm=longcot", *TEXT)
-    assert m["accuracy"] >= 65.0 and m["unreadable"] <= 0.1 * m["n"]
+    assert m["accuracy"] >= 75.0 and m["unreadable"] <= 0.05 * m["n"]
 
 
 @pytest.mark.slow

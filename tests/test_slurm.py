@@ -129,14 +129,14 @@ def test_a_preempted_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupte
 def test_an_ensemble_sweep_runs_its_members_first_then_the_ensembles_on_their_output(workdir, tmp_path, capsys):
     """The ensembles experiment through SLURM: the members' array, then the ensembles' array held by a dependency
     on it, each ensemble reading the members this sweep trained (named by their signatures)."""
-    overrides = [*workdir, *FAST, "ensemble.val_pairs=40", "+variant/ensembles=qwen2_5_vl,qwen3_text,route"]
+    overrides = [*workdir, *FAST, "ensemble.val_pairs=40", "+variant/ensembles=qwen2_5_vl,internvl3,qwen3_text,route"]
     assert main(["sweep", "ensembles", "--launcher", "slurm", "--wait", *overrides]) == 0
-    assert "3/3 done" in capsys.readouterr().out
+    assert "4/4 done" in capsys.readouterr().out
     statuses = {
         Path(p).parent.name: json.loads(Path(p).read_text())
         for p in glob.glob(f"{tmp_path / 'runs'}/ensembles/*/status.json")
     }
-    assert [s["state"] for s in statuses.values()] == ["done"] * 3
+    assert [s["state"] for s in statuses.values()] == ["done"] * 4
     [ensemble] = [name for name in statuses if Path(tmp_path / "runs" / "ensembles" / name / "ensemble.json").exists()]
     members = json.loads((tmp_path / "runs" / "ensembles" / ensemble / "ensemble.json").read_text())
     trained = set(statuses) - {ensemble}
