@@ -240,11 +240,14 @@ def test_longcot_learns_the_text_pairs(tmp_path, full_synth_dir):
     assert m["accuracy"] >= 75.0 and m["unreadable"] <= 0.05 * m["n"]
 
 
+# Measured (seed 0, 1000 steps): Critic-RM 87.25 and GRM 75.75 (chosen first 74.25, second 75.25) at the default
+# lr 3e-4 (at 1e-3: 86.25 and 53.0); LongCoT-GRM 61.25 at 1e-3 (49.75 at 3e-4). Naive-RM at this size: 82.0.
 @pytest.mark.slow
-@pytest.mark.parametrize(("paradigm", "threshold"), [("critic", 55.0), ("grm", 65.0), ("longcot", 55.0)])
-def test_each_paradigm_learns_the_multimodal_pairs(tmp_path, full_synth_dir, paradigm, threshold):
-    # measured: MM_MEASURED
-    m = _learned(tmp_path, full_synth_dir, f"paradigm={paradigm}", *WIDER_MM)
+@pytest.mark.parametrize(
+    ("paradigm", "lr", "threshold"), [("critic", 3e-4, 70.0), ("grm", 3e-4, 65.0), ("longcot", 1e-3, 55.0)]
+)
+def test_each_paradigm_learns_the_multimodal_pairs(tmp_path, full_synth_dir, paradigm, lr, threshold):
+    m = _learned(tmp_path, full_synth_dir, f"paradigm={paradigm}", f"train.lr={lr}", *WIDER_MM)
     assert m["accuracy"] >= threshold
     if paradigm == "grm":
         position = m["accuracy_by_position"]

@@ -1,0 +1,1 @@
+"""The policy stage: rollouts, rewards, advantage estimators and the policy update."""
