@@ -20,6 +20,7 @@ class Paradigm(StrEnum):
     critic = "critic"  # critique, then a scalar head (MM-RLHF)
     grm = "grm"  # generative judge answering "1" or "2" (Seed-1.5-VL)
     longcot = "longcot"  # <think> reasoning, then <answer> (R1-Reward)
+    sft = "sft"  # a policy fine-tuned on the chosen responses (the policy stage's warm start)
 
 
 class Critique(StrEnum):
@@ -269,6 +270,87 @@ class LauncherConfig:
     local_parallelism: int = 0  # local: jobs at a time (0: cores // cpus_per_task)
 
 
+class Stage(StrEnum):
+    reward_model = "reward_model"  # train (or, with an ensemble, evaluate) a reward model: the default
+    rl = "rl"  # train a policy with rewards (rmlab.rl)
+
+
+class RLAlgorithm(StrEnum):
+    grpo = "grpo"
+    dapo = "dapo"
+    gtpo = "gtpo"
+    grpo_s = "grpo_s"
+
+
+class RewardKind(StrEnum):
+    rule = "rule"  # 1 on an exact match with the ground truth, else 0
+    model = "model"  # a trained reward model's score
+    hybrid = "hybrid"  # 1 on a match, else sigmoid(reward model)
+    pairwise = "pairwise"  # R1-Reward: each rollout against every other, judged, summed
+
+
+class LossAgg(StrEnum):
+    token_mean = "token_mean"  # every response token of the batch weighs the same (DAPO)
+    seq_mean_token_mean = "seq_mean_token_mean"  # each sequence's token mean, averaged (GRPO's original)
+
+
+class RewardTransform(StrEnum):
+    raw = "raw"
+    sigmoid = "sigmoid"
+
+
+class GTPONorm(StrEnum):
+    joint_group = "joint_group"  # z-score over every active token of the group (signs kept)
+    separate_group = "separate_group"  # correct and incorrect tokens apart, within the group (public implementations)
+    separate_batch = "separate_batch"  # apart, pooled over the batch (the verl fork)
+
+
+@dataclass
+class GTPOConfig:
+    alpha1: float = 0.9  # weight of the outcome reward (alpha1 + alpha2 = 1 conserves the reward per position)
+    alpha2: float = 0.1  # weight of the entropy-shaped bonus
+    adv_norm: GTPONorm = GTPONorm.joint_group
+
+
+@dataclass
+class GRPOSConfig:
+    beta1: float = 0.9
+    beta2: float = 0.1
+
+
+@dataclass
+class RLConfig:
+    """The policy stage (stage=rl): rollouts of `policy` on the data mix's prompts, rewards, advantages, updates."""
+
+    algorithm: RLAlgorithm = RLAlgorithm.grpo
+    policy: str | None = None  # the starting policy: an SFT run (paradigm=sft) dir or signature; null: the backbone
+    reward: RewardKind = RewardKind.rule
+    reward_model: str | None = None  # model / hybrid / pairwise: a trained rmlab model (run dir or signature)
+    reward_transform: RewardTransform = RewardTransform.sigmoid  # how a model's score becomes the reward
+    steps: int = 50  # policy updates
+    prompts_per_step: int = 8
+    group_size: int = 8  # rollouts per prompt (G)
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    lr: float = 1e-4
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # DAPO's clip-higher: 0.28
+    loss_agg: LossAgg = LossAgg.token_mean
+    kl_coef: float = 0.0  # KL(policy || starting policy), k3 estimate
+    ppo_epochs: int = 1  # passes over each rollout batch
+    mini_batches: int = 1  # optimizer steps per pass
+    eps: float = 1e-6
+    norm_by_std: bool = True  # false: Dr. GRPO (r - mean)
+    correct_threshold: float = 0.5  # gtpo / grpo_s / dynamic sampling: a rollout is correct above this reward
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more prompts instead
+    max_gen_batches: int = 4  # dynamic sampling: rollout batches tried per step at most
+    overlong_buffer: int = 0  # DAPO: the last this-many tokens before max_new_tokens are penalized linearly
+    overlong_penalty: float = 1.0
+    eval_prompts: int = 200  # held-out prompts scored (greedy) at the end
+    gtpo: GTPOConfig = field(default_factory=GTPOConfig)
+    grpo_s: GRPOSConfig = field(default_factory=GRPOSConfig)
+
+
 @dataclass
 class PathsConfig:
     runs: str = "runs"
@@ -279,6 +361,7 @@ class PathsConfig:
 @dataclass
 class RMLabConfig:
     experiment: str = "default"
+    stage: Stage = Stage.reward_model
     label: str = ""  # a name for this configuration in tables (an experiment's variants set it)
     paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -288,6 +371,7 @@ class RMLabConfig:
     datasets: dict[str, DatasetLocation] = field(default_factory=dict)  # where each dataset lives (conf/datasets)
     benchmarks: dict[str, BenchmarkLocation] = field(default_factory=dict)  # where each benchmark is (conf/benchmarks)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

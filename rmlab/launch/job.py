@@ -1,5 +1,5 @@
-"""What a job runs: training a reward model, or (a config with an `ensemble`) evaluating an ensemble of trained
-ones, in the run directory its config names.
+"""What a job runs: training a reward model, (a config with an `ensemble`) evaluating an ensemble of trained ones,
+or (stage=rl) training a policy, in the run directory its config names.
 
 The config is pickled at submission, so editing conf/ while jobs wait in the queue does not change them. On
 preemption or timeout submitit calls `checkpoint`: the job is requeued with the same config and resumes from the
@@ -18,7 +18,12 @@ def is_ensemble(cfg) -> bool:
 
 
 def run_config(cfg: DictConfig) -> RunDir:
-    """Train the config's reward model, or evaluate its ensemble; return the run directory."""
+    """Train the config's reward model, evaluate its ensemble, or train its policy (stage=rl); return the run
+    directory."""
+    if str(cfg.stage) == "rl":
+        from rmlab.rl.recipe import train_policy
+
+        return train_policy(cfg)
     if is_ensemble(cfg):
         from rmlab.eval.ensemble import run_ensemble
 

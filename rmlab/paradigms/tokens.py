@@ -98,9 +98,11 @@ def generate(
     samples: int = 1,
     temperature: float = 1.0,
     seed: int = 0,
+    keep_stop: bool = False,
 ) -> list[list[list[int]]]:
     """Completions for each sequence (continuing from its prompt and `before`): `samples` of them, greedy when 1,
-    sampled at `temperature` otherwise (seeded, so a score is reproducible). Each is cut before its stop token."""
+    sampled at `temperature` otherwise (seeded, so a score is reproducible). Each is cut before its stop token (after
+    it with `keep_stop`: a policy's rollout, whose stopping is one of its actions)."""
     rows = [s for s in seqs for _ in range(samples)]
     width = max(len(s.prompt_ids) + len(s.opened) for s in rows)
     ids, mask, types = [], [], []
@@ -125,12 +127,14 @@ def generate(
             max_new_tokens=max_new_tokens,
             do_sample=sampling,
             temperature=temperature if sampling else None,
+            top_k=0 if sampling else None,  # the full distribution: a rollout's log-probabilities are the policy's
+            top_p=1.0 if sampling else None,
             eos_token_id=stops,
             pad_token_id=pad_id,
         )
     new = out[:, width:].tolist()
     cut = []
     for tokens in new:
-        end = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
+        end = next((i + int(keep_stop) for i, t in enumerate(tokens) if t in stops), len(tokens))
         cut.append(tokens[:end])
     return [cut[i * samples : (i + 1) * samples] for i in range(len(seqs))]

@@ -241,7 +241,7 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
             ) from None
         done = step + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.3f}", acc=f"{totals['accuracy']:.2f}", refresh=False)
+        bar.set_postfix(loss=f"{totals['loss']:.3f}", acc=f"{totals.get('accuracy', float('nan')):.2f}", refresh=False)
         pairs_per_s = t.batch_size * t.grad_accum / max(time.perf_counter() - started, 1e-9)
         log.log(
             {

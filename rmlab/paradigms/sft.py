@@ -1,0 +1,83 @@
+"""Supervised fine-tuning of a policy on the chosen responses (`paradigm=sft`): the warm start of the policy stage.
+
+A preference pair reads as a question with its right answer (the chosen response) and a wrong one (the rejected);
+SFT trains the LM head on the chosen response and the tokens closing its turn (so the policy learns to stop).
+Evaluation generates greedily and compares with the rule reward's normalization (rmlab.rl.rewards): the verdict is
+`choice` 0 when the answer matches the chosen response, 1 when it matches the rejected one, None otherwise, so the
+reported accuracy is the exact-match rate. Everything else (data mixes, caching, checkpoints, resumption, sweeps)
+is the reward-model trainer's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rmlab.data.encode import PairEncoder, check_length, frames_as_images
+from rmlab.data.records import PreferencePair
+from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids, token_loss
+
+
+@dataclass
+class Answer(Sequence):
+    """A prompt and its right answer, with what the trainer and the cache read of an item."""
+
+    id: str = ""
+    source: str = ""
+
+
+class AnswerEncoder(PairEncoder):
+    """A pair as its prompt followed by the chosen response (the rejected one kept in `meta` for scoring)."""
+
+    key = "sft"
+
+    def encode(self, pair: PreferencePair) -> Answer:
+        where = f"pair {pair.id}"
+        messages, refs = frames_as_images(pair)
+        prompt = self.encode_prompt(messages, refs, where)
+        pieces = self.completion(messages, pair.chosen, where)
+        seq = Answer(prompt.ids, prompt.token_types, prompt.vision, *pieces, meta={"chosen": pair.chosen,
+                     "rejected": pair.rejected}, id=pair.id, source=pair.source)  # fmt: skip
+        check_length(seq.length, self.max_length, where, len(prompt.ids))
+        return seq
+
+
+class SFT:
+    name = "sft"
+    scalar = False
+
+    def build(self, cfg):
+        from rmlab.models.backbone import backbone_source, prepare_backbone
+        from rmlab.models.reward_model import JudgeModel
+
+        model, processor = prepare_backbone(cfg, uses_lm_head=True)
+        return JudgeModel(
+            model, str(cfg.backbone.family), backbone_source(cfg.backbone, cfg.scale), self.name
+        ), processor
+
+    def encoder(self, processor, cfg):
+        return AnswerEncoder(processor, cfg.data_mix.max_length)
+
+    def collate(self, items: list[Sequence], pad_id, cfg):
+        return collate_completions(items, pad_id, with_end=True)
+
+    def loss(self, model, batch, cfg):
+        loss, token_accuracy = token_loss(model(batch), batch["lm_tokens"])
+        return loss, {"token_accuracy": token_accuracy}
+
+    @torch.no_grad()
+    def score(self, model, items: list[Sequence], encoder, cfg) -> list[dict]:
+        from rmlab.rl.rewards import normalize_answer
+
+        tok = encoder.tokenizer
+        outputs = generate(model, items, tok.pad_token_id, stop_ids(tok), int(cfg.paradigm.max_new_tokens))
+        verdicts = []
+        for seq, samples in zip(items, outputs, strict=True):
+            text = tok.decode(samples[0])
+            said = normalize_answer(text)
+            choice = 0 if said == normalize_answer(seq.meta["chosen"]) else None
+            if choice is None and said == normalize_answer(seq.meta["rejected"]):
+                choice = 1
+            verdicts.append({"choice": choice, "output": text})
+        return verdicts
