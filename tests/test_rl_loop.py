@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-from conftest import SMALL_SYNTH
 
 from rmlab.config.compose import compose
 from rmlab.rl.recipe import Batch, PolicyRun, overlong_penalty, train_policy
@@ -13,12 +12,9 @@ from rmlab.train.recipe import make_optimizer
 
 
 @pytest.fixture()
-def rl_overrides(tmp_path, synth_dir):
+def rl_overrides(workdir):
     return [
-        f"paths.runs={tmp_path / 'runs'}",
-        f"data_mix.synth.dir={synth_dir}",
-        *(f"data_mix.synth.{k}={v}" for k, v in SMALL_SYNTH.items()),
-        "train.progress=false",
+        *workdir,
         "tracking=disabled",
         "stage=rl",
         "backbone=qwen2_5",

@@ -107,3 +107,27 @@ class RunDir:
             slurm_job_id=_slurm_job_id() or previous.get("slurm_job_id"),
             error=None,
         )
+
+
+def run_once(cfg: DictConfig, body, verb: str = "trained") -> RunDir:
+    """Run `body(run)` in the run directory the config names, once: a done run is skipped, a run whose lock another
+    process holds is left to it, and an interrupted (Ctrl-C, preemption) or failed attempt says so in status.json
+    before the exception goes on."""
+    run = RunDir.for_config(cfg)
+    if run.status().get("state") == "done":
+        print(f"[rmlab] {run.path}: already done, skipped")
+        return run
+    with run.lock() as held:
+        if not held:
+            print(f"[rmlab] {run.path}: already being {verb} by another process, not starting a second copy")
+            return run
+        run.start_attempt(cfg)
+        try:
+            body(run)
+        except (KeyboardInterrupt, SystemExit) as e:
+            run.update_status(state="interrupted", error=f"interrupted ({type(e).__name__})")
+            raise
+        except BaseException as e:
+            run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
+            raise
+    return run

@@ -172,6 +172,14 @@ class JudgeModel(_Backbone):
         return self.target_logits(self.hidden_states(batch["inputs"]), batch)
 
 
+def build_generative(cfg, paradigm: str):
+    """(JudgeModel, processor) for the configured backbone with its LM head trainable: a judge's or a policy's."""
+    from rmlab.models.backbone import backbone_source, prepare_backbone
+
+    model, processor = prepare_backbone(cfg, uses_lm_head=True)
+    return JudgeModel(model, str(cfg.backbone.family), backbone_source(cfg.backbone, cfg.scale), paradigm), processor
+
+
 def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
     """(model in eval mode, processor) from a directory written by `save`: a RewardModel when the directory has a
     head, else a JudgeModel."""

@@ -162,13 +162,9 @@ class _Judge:
     scalar = False  # a judge compares the two responses it is shown; its numbers do not rank more than two
 
     def build(self, cfg):
-        from rmlab.models.backbone import backbone_source, prepare_backbone
-        from rmlab.models.reward_model import JudgeModel
+        from rmlab.models.reward_model import build_generative
 
-        model, processor = prepare_backbone(cfg, uses_lm_head=True)
-        return JudgeModel(
-            model, str(cfg.backbone.family), backbone_source(cfg.backbone, cfg.scale), self.name
-        ), processor
+        return build_generative(cfg, self.name)
 
     def encoder(self, processor, cfg):
         instruction = cfg.paradigm.get("instruction") or self.instruction

@@ -48,13 +48,9 @@ class SFT:
     scalar = False
 
     def build(self, cfg):
-        from rmlab.models.backbone import backbone_source, prepare_backbone
-        from rmlab.models.reward_model import JudgeModel
+        from rmlab.models.reward_model import build_generative
 
-        model, processor = prepare_backbone(cfg, uses_lm_head=True)
-        return JudgeModel(
-            model, str(cfg.backbone.family), backbone_source(cfg.backbone, cfg.scale), self.name
-        ), processor
+        return build_generative(cfg, self.name)
 
     def encoder(self, processor, cfg):
         return AnswerEncoder(processor, cfg.data_mix.max_length)

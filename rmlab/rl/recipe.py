@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig
 
 from rmlab.errors import ConfigError
-from rmlab.launch.run_dir import RunDir
+from rmlab.launch.run_dir import RunDir, run_once
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids
 from rmlab.rl.advantages import Rollouts, compute_advantages
 from rmlab.rl.loss import policy_loss, token_logprobs_and_entropy
@@ -284,24 +284,7 @@ def load_policy(cfg: DictConfig):
 
 def train_policy(cfg: DictConfig) -> RunDir:
     """Train (or resume, or skip) the policy run this config names."""
-    run = RunDir.for_config(cfg)
-    if run.status().get("state") == "done":
-        print(f"[rmlab] {run.path}: already done, skipped")
-        return run
-    with run.lock() as held:
-        if not held:
-            print(f"[rmlab] {run.path}: already being trained by another process, not starting a second copy")
-            return run
-        run.start_attempt(cfg)
-        try:
-            _train_policy(cfg, run)
-        except (KeyboardInterrupt, SystemExit) as e:
-            run.update_status(state="interrupted", error=f"interrupted ({type(e).__name__})")
-            raise
-        except BaseException as e:
-            run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
-            raise
-    return run
+    return run_once(cfg, lambda run: _train_policy(cfg, run))
 
 
 def _train_policy(cfg: DictConfig, run: RunDir) -> None:

@@ -26,7 +26,7 @@ from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.distributed import SINGLE, Dist, init_distributed, unwrap
 from rmlab.launch.preemption import PreemptionGuard
-from rmlab.launch.run_dir import RunDir
+from rmlab.launch.run_dir import RunDir, run_once
 from rmlab.paradigms import get_paradigm
 from rmlab.tracking.logger import RunLogger, numeric_leaves
 from rmlab.train.batches import HeldPairs, StreamedPairs
@@ -104,27 +104,12 @@ def train(cfg: DictConfig) -> RunDir:
     leaves it alone. Interrupted (Ctrl-C, preemption) and failed runs say so in status.json and resume later.
     """
     dist = init_distributed()
-    run = RunDir.for_config(cfg)
-    if run.status().get("state") == "done":
-        print(f"[rmlab] {run.path}: already done, skipped")
-        return run
     if not dist.is_main:  # the other ranks of a multi-process job: rank 0 owns the run's lock and status
-        _train(cfg, run, dist)
-        return run
-    with run.lock() as held:
-        if not held:
-            print(f"[rmlab] {run.path}: already being trained by another process, not starting a second copy")
-            return run
-        run.start_attempt(cfg)
-        try:
+        run = RunDir.for_config(cfg)
+        if run.status().get("state") != "done":
             _train(cfg, run, dist)
-        except (KeyboardInterrupt, SystemExit) as e:
-            run.update_status(state="interrupted", error=f"interrupted ({type(e).__name__})")
-            raise
-        except BaseException as e:
-            run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
-            raise
-    return run
+        return run
+    return run_once(cfg, lambda run: _train(cfg, run, dist))
 
 
 def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
