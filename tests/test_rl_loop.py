@@ -93,3 +93,19 @@ def test_a_policy_run_end_to_end_and_resumed_equals_uninterrupted(rl_overrides, 
     assert a == b
     rows = [json.loads(line) for line in resumed.history.read_text().splitlines()]
     assert [r["rl/loss"] for r in rows] == [h["rl/loss"] for h in history]
+
+
+# A policy fine-tuned on the text pairs (1000 steps: 48% greedy exact match), then 200 GRPO steps with the rule
+# reward. Measured (seeds 0, 1, 2): the held-out sampled rule reward goes from 26.7% to 33.6, 32.8 and 33.3%
+# (1600 samples each; greedy accuracy fell from 51.5 to 41.5-46.5 meanwhile: RL sharpens what the policy samples,
+# not its mode, on this testbed). The run is seeded and deterministic on CPU; the threshold, +3 points, is half the
+# smallest gain measured.
+def test_grpo_raises_the_held_out_rule_reward(full_synth_dir, tmp_path):
+    from rmlab.train.recipe import train
+
+    where = [f"paths.runs={tmp_path}", f"data_mix.synth.dir={full_synth_dir}", "train.progress=false",
+             "tracking=disabled", "backbone=qwen2_5", "data_mix=synth_text"]  # fmt: skip
+    sft = train(compose([*where, "paradigm=sft", "train.lr=1e-3", "eval.benchmarks=[]"]))
+    run = train_policy(compose([*where, "stage=rl", f"rl.policy={sft.path}", "rl.steps=200", "rl.lr=3e-4"]))
+    m = json.loads((run.eval_dir("synth_text") / "metrics.json").read_text())
+    assert m["sampled_accuracy"] >= m["initial_sampled_accuracy"] + 3.0

@@ -228,17 +228,27 @@ class PolicyRun:
 
     # ----------------------------------------------------------------------------------------------- evaluate
     def evaluate(self, limit: int) -> dict[str, dict]:
-        """Greedy answers to each test source's first `limit` prompts: the rule's accuracy and the mean reward."""
+        """Each test source's first `limit` prompts: greedy answers (the rule's `accuracy`, and the configured reward
+        where a model gives it) and `group_size` samples each at the rollout temperature (`sampled_accuracy`: the
+        mean rule reward of what the policy samples, the quantity RL raises; seeded, so before and after compare)."""
         from rmlab.data.mix import load_sources
 
         out = {}
         for src in self.test_sources:
             prompts = [as_prompt(p) for p in load_sources([src])[:limit]]
-            texts = []
+            texts, sampled = [], []
             for start in range(0, len(prompts), 32):
-                texts += self.sample(prompts[start : start + 32], seed=0, greedy=True)[1]
+                part = prompts[start : start + 32]
+                texts += self.sample(part, seed=0, greedy=True)[1]
+                g = int(self.rl.group_size)
+                drawn = self.sample(part, seed=1 + start)[1]
+                sampled += [rule_reward(t, p.answer) for k, p in enumerate(part) for t in drawn[k * g : (k + 1) * g]]
             accuracy = sum(rule_reward(t, p.answer) for t, p in zip(texts, prompts, strict=True)) / len(prompts)
-            metrics = {"accuracy": 100.0 * accuracy, "n": len(prompts)}
+            metrics = {
+                "accuracy": 100.0 * accuracy,
+                "sampled_accuracy": 100.0 * sum(sampled) / len(sampled),
+                "n": len(prompts),
+            }
             if self.reward_scorer is not None and str(self.rl.reward) != "pairwise":
                 rewards = compute_rewards(str(self.rl.reward), prompts, [[t] for t in texts], self.reward_scorer,
                                           str(self.rl.reward_transform))  # fmt: skip
