@@ -30,6 +30,10 @@ TINY = [
     "eval.bootstrap=0",
     "data_mix.val_pairs=2",
     "data_mix.max_length=1024",
+    "rl.steps=1",
+    "rl.prompts_per_step=2",
+    "rl.group_size=2",
+    "rl.eval_prompts=4",
     *FIXTURE_DATASETS,
 ]
 
@@ -68,7 +72,7 @@ def test_every_experiment_runs_one_step_at_tiny_scale(name, where):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", experiments())
 def test_every_grid_point_runs_one_step_at_tiny_scale(name, where):
-    """Each job as the sweep runs it (ensembles after the members they name, which the grid links)."""
-    for job in sorted(grid_runs(name, [*where, *TINY]), key=lambda j: j.is_ensemble):
+    """Each job as the sweep runs it (ensembles and policies after the runs they name, which the grid links)."""
+    for job in sorted(grid_runs(name, [*where, *TINY]), key=lambda j: j.is_downstream):
         run = run_config(job.cfg)
         assert run.status()["state"] == "done", run.status()

@@ -109,3 +109,14 @@ def test_grpo_raises_the_held_out_rule_reward(full_synth_dir, tmp_path):
     run = train_policy(compose([*where, "stage=rl", f"rl.policy={sft.path}", "rl.steps=200", "rl.lr=3e-4"]))
     m = json.loads((run.eval_dir("synth_text") / "metrics.json").read_text())
     assert m["sampled_accuracy"] >= m["initial_sampled_accuracy"] + 3.0
+
+
+def test_a_sweep_links_each_policy_run_to_the_runs_it_reads():
+    from rmlab.launch.grid import grid_runs
+
+    jobs = {j.value("label"): j for j in grid_runs("rl_rewards")}
+    sft, rm, judge = jobs["Policy (SFT)"], jobs["BaseReward RM (pair accuracy)"], jobs["Pairwise judge (pair accuracy)"]
+    hybrid, pairwise = jobs["+ BaseReward + Rule"], jobs["+ R1-Reward (pairwise judge)"]
+    assert hybrid.value("rl.policy") == sft.signature and hybrid.value("rl.reward_model") == rm.signature
+    assert pairwise.value("rl.reward_model") == judge.signature
+    assert [j.is_downstream for j in (sft, rm, judge, hybrid, pairwise)] == [False, False, False, True, True]

@@ -84,8 +84,11 @@ class Job:
         self._place()
 
     @property
-    def is_ensemble(self) -> bool:
-        return str(_get_dotted(self.container, "ensemble.method") or "none") != "none"
+    def is_downstream(self) -> bool:
+        """Does this job read other runs (an ensemble of reward models, a policy trained with them)? Such jobs run
+        after the sweep's others."""
+        ensemble = str(_get_dotted(self.container, "ensemble.method") or "none") != "none"
+        return ensemble or str(_get_dotted(self.container, "stage") or "reward_model") == "rl"
 
     @property
     def cfg(self) -> DictConfig:
@@ -155,7 +158,7 @@ def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
             cfg = compose(list(structural), experiment=experiment)
             base[structural] = (cfg, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
         jobs.append(Job(point, experiment, *base[structural], plain))
-    _link_ensembles(jobs)
+    _link_references(jobs)
     return jobs
 
 
@@ -163,31 +166,38 @@ def _is_override(ref: str) -> bool:
     return "=" in ref and not Path(ref).exists()
 
 
-def _link_ensembles(jobs: list[Job]) -> None:
-    """An ensemble job may name its members by a grid override (`+variant/ensembles=qwen2_5_vl`): the member is the
-    job of this sweep whose overrides are the ensemble job's with that one swapped in. The reference is replaced by
-    the member's signature, so the ensemble's own signature changes whenever a member's config does."""
+# Config fields that name other runs: a run directory, a model directory, a signature, or a grid override.
+REFERENCES = ("ensemble.members", "ensemble.text_member", "rl.policy", "rl.reward_model")
+
+
+def _link_references(jobs: list[Job]) -> None:
+    """A downstream job may name the runs it reads by a grid override (`+variant/ensembles=qwen2_5_vl`,
+    `rl.reward_model: "+variant/rl_rewards=reward_model"`): the job of this sweep whose overrides are this one's
+    with that one swapped in. The reference is replaced by that job's signature, so the downstream job's own
+    signature changes whenever what it reads does."""
     from rmlab.errors import ConfigError
 
     by_point = {frozenset(j.point): j for j in jobs}
 
-    def member(job: Job, ref: str) -> str:
+    def linked(job: Job, field: str, ref: str) -> str:
+        if not _is_override(ref):
+            return ref
         key = ref.split("=", 1)[0]
         point = frozenset([*(o for o in job.point if o.split("=", 1)[0] != key), ref])
         found = by_point.get(point)
-        if found is None or found.is_ensemble:
+        if found is None or found.is_downstream:
             raise ConfigError(
-                f"ensemble job {' '.join(job.point)}: member {ref!r} names no training job of this sweep"
-                f" (looked for overrides {' '.join(sorted(point))})"
+                f"job {' '.join(job.point)}: {field} {ref!r} names no upstream job of this sweep (a training job, not"
+                f" one that itself reads others; looked for overrides {' '.join(sorted(point))})"
             )
         return found.signature
 
     for job in jobs:
-        if not job.is_ensemble:
+        if not job.is_downstream:
             continue
-        members = list(_get_dotted(job.container, "ensemble.members") or [])
-        if any(_is_override(str(m)) for m in members):
-            job.set("ensemble.members", [member(job, m) if _is_override(m) else m for m in map(str, members)])
-        text = _get_dotted(job.container, "ensemble.text_member")
-        if text and _is_override(str(text)):
-            job.set("ensemble.text_member", member(job, str(text)))
+        for field in REFERENCES:
+            value = _get_dotted(job.container, field)
+            if isinstance(value, list) and any(_is_override(str(v)) for v in value):
+                job.set(field, [linked(job, field, str(v)) for v in value])
+            elif value and not isinstance(value, list) and _is_override(str(value)):
+                job.set(field, linked(job, field, str(value)))

@@ -89,9 +89,10 @@ def job_alive(status: dict) -> bool:
 
 
 def plan(experiment: str, overrides: list[str], retry: bool = False) -> list[Planned]:
-    """Each job of the sweep with whether it needs running and why; ensemble jobs last (they read the others)."""
+    """Each job of the sweep with whether it needs running and why; downstream jobs (ensembles, policies) last:
+    they read the others."""
     planned = []
-    for job in sorted(grid_runs(experiment, overrides), key=lambda j: j.is_ensemble):
+    for job in sorted(grid_runs(experiment, overrides), key=lambda j: j.is_downstream):
         status = job.run.status()
         state = status.get("state", "pending")
         if state == "done":
@@ -173,17 +174,18 @@ def _record_submission(job, run: RunDir, launcher: str) -> None:
 def submit_slurm(planned: list[Planned], experiment_dir: Path) -> list:
     """One array per resource spec, split at max_array_size; returns the submitit jobs (in planned order).
 
-    Ensemble jobs go in arrays of their own that start after every training job of this sweep has ended
-    (`--dependency=afterany`), and after any member still queued or running from an earlier sweep."""
-    training = [p for p in planned if p.submit and not p.job.is_ensemble]
-    ensembles = [p for p in planned if p.submit and p.job.is_ensemble]
+    Downstream jobs (ensembles, policies trained with the sweep's reward models) go in arrays of their own that
+    start after every other job of this sweep has ended (`--dependency=afterany`), and after any such job still
+    queued or running from an earlier sweep."""
+    training = [p for p in planned if p.submit and not p.job.is_downstream]
+    ensembles = [p for p in planned if p.submit and p.job.is_downstream]
     submitted = _submit_arrays(training, experiment_dir, dependency=None)
     if ensembles:
         waits = {str(j.job_id).split("_")[0] for _, j in submitted}
         waits |= {
             str(p.run.status()["slurm_job_id"]).split("_")[0]
             for p in planned
-            if not p.submit and not p.job.is_ensemble and job_alive(p.run.status())
+            if not p.submit and not p.job.is_downstream and job_alive(p.run.status())
             and p.run.status().get("slurm_job_id")
         }  # fmt: skip
         dependency = "afterany:" + ":".join(sorted(waits)) if waits else None
@@ -224,7 +226,7 @@ def run_local(planned: list[Planned], experiment_dir: Path, parallelism: int) ->
     running: list = []
     while todo or running:
         # plan() puts ensembles last: one starts only once nothing else runs
-        while todo and len(running) < parallelism and not (todo[0].job.is_ensemble and running):
+        while todo and len(running) < parallelism and not (todo[0].job.is_downstream and running):
             p = todo.pop(0)
             launcher = p.cfg.launcher
             cfg = p.cfg.copy()

@@ -88,6 +88,22 @@ def stop_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+_MEDIA_TOKENS = (
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+    "image_token_index",
+)
+
+
+def media_token_ids(model) -> list[int]:
+    """The ids that stand for image or video content in a multimodal model's input: never generated (a generated one
+    would not match any image features when the text is read back)."""
+    config = model.config
+    return sorted({int(v) for name in _MEDIA_TOKENS if isinstance(v := getattr(config, name, None), int)})
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -131,6 +147,7 @@ def generate(
             top_p=1.0 if sampling else None,
             eos_token_id=stops,
             pad_token_id=pad_id,
+            suppress_tokens=media_token_ids(generator_model) or None,
         )
     new = out[:, width:].tolist()
     cut = []
