@@ -212,6 +212,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     threads: int = 0  # torch threads; 0 = what SLURM allots or all cores
     deterministic: bool = True
+    init_from: str | None = None  # start from this run's trained weights (run dir, model dir or signature)
     progress: bool = True
 
 
@@ -273,6 +274,7 @@ class LauncherConfig:
 class Stage(StrEnum):
     reward_model = "reward_model"  # train (or, with an ensemble, evaluate) a reward model: the default
     rl = "rl"  # train a policy with rewards (rmlab.rl)
+    selfcompare = "selfcompare"  # SkyMath-style self-compare fine-tuning of a policy (our reading; rmlab.rl)
 
 
 class RLAlgorithm(StrEnum):
@@ -352,6 +354,23 @@ class RLConfig:
 
 
 @dataclass
+class SelfCompareConfig:
+    """SkyMath's self-compare fine-tuning as we read it (the paper's body was not available: an unverified recipe).
+    The policy `rl.policy` answers the mix's training questions; each answer is compared with the reference in a
+    second turn, and the comparison plus the corrected answer become SFT data, trained on from that policy."""
+
+    include_correct: bool = False  # also train on comparisons of answers that were already right
+    use_reference: bool = True  # show the reference answer in the reflection turn (false: the model checks alone)
+    reflection_prompt: str = (
+        "Compare your answer with the reference answer, {reference}. Say whether they differ, then give the corrected"
+        " answer."
+    )
+    reflection_prompt_blind: str = "Check your answer. Say whether it is right, then give the corrected answer."
+    keep_original: bool = True  # train on the original pairs too, not only on the comparisons
+    max_questions: int = 0  # questions answered (0: all of the mix's training questions)
+
+
+@dataclass
 class PathsConfig:
     runs: str = "runs"
     data: str = "data"
@@ -372,6 +391,7 @@ class RMLabConfig:
     benchmarks: dict[str, BenchmarkLocation] = field(default_factory=dict)  # where each benchmark is (conf/benchmarks)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    selfcompare: SelfCompareConfig = field(default_factory=SelfCompareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

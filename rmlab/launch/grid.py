@@ -88,7 +88,7 @@ class Job:
         """Does this job read other runs (an ensemble of reward models, a policy trained with them)? Such jobs run
         after the sweep's others."""
         ensemble = str(_get_dotted(self.container, "ensemble.method") or "none") != "none"
-        return ensemble or str(_get_dotted(self.container, "stage") or "reward_model") == "rl"
+        return ensemble or str(_get_dotted(self.container, "stage") or "reward_model") in ("rl", "selfcompare")
 
     @property
     def cfg(self) -> DictConfig:

@@ -24,6 +24,10 @@ def run_config(cfg: DictConfig) -> RunDir:
         from rmlab.rl.recipe import train_policy
 
         return train_policy(cfg)
+    if str(cfg.stage) == "selfcompare":
+        from rmlab.rl.selfcompare import run_selfcompare
+
+        return run_selfcompare(cfg)
     if is_ensemble(cfg):
         from rmlab.eval.ensemble import run_ensemble
 

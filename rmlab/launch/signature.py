@@ -33,11 +33,15 @@ LENGTH = 12
 
 def payload_of(container: dict) -> dict:
     """The part of a config container the signature hashes (a copy; the container is left as it is). A reward-model
-    run leaves out the policy stage's settings (`stage`, `rl`): it does not read them."""
+    run leaves out the policy stage's settings (`stage`, `rl`), and every other run the self-compare settings: they
+    do not read them."""
     payload = {k: v for k, v in container.items() if k not in EXCLUDED}
-    if payload.get("stage", "reward_model") == "reward_model":
+    stage = payload.get("stage", "reward_model")
+    if stage == "reward_model":
         payload.pop("stage", None)
         payload.pop("rl", None)
+    if stage != "selfcompare":
+        payload.pop("selfcompare", None)
     for dotted in (e for e in EXCLUDED if "." in e):
         section, leaf = dotted.split(".", 1)
         if isinstance(payload.get(section), dict):

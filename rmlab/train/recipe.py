@@ -121,6 +121,8 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
     ensure_synth(cfg.data_mix.synth)
     paradigm = get_paradigm(cfg.paradigm.name)
     model, processor = paradigm.build(cfg)
+    if t.init_from:
+        load_weights_from(model, t.init_from, cfg)
     encoder = paradigm.encoder(processor, cfg)
     if cfg.data_mix.streaming:
         data, val_set, validator = _streamed_data(cfg, encoder)
@@ -173,6 +175,20 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
         log.summary(numeric_leaves(results, "eval/"))
         log.summary({"run/state": "done"})
     run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=t.max_steps)
+
+
+def load_weights_from(model, ref: str, cfg: DictConfig) -> None:
+    """Copy a finished run's trained weights into a freshly built model of the same configuration."""
+    from rmlab.eval.ensemble import resolve_member
+    from rmlab.models.reward_model import load_reward_model
+
+    path = resolve_member(str(ref), cfg.paths.runs, cfg.experiment)
+    trained, _ = load_reward_model(path / "model" if (path / "model").is_dir() else path)
+    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    if unexpected or [k for k in missing if not k.startswith("head.")]:
+        raise ConfigError(f"train.init_from {path}: its model does not match this config's ({len(missing)} missing, "
+                          f"{len(unexpected)} unexpected weights)")  # fmt: skip
+    print(f"[rmlab] weights from {path}")
 
 
 def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
