@@ -135,6 +135,15 @@ def test_an_ensemble_of_trained_models_through_rmlab_eval(workdir, tmp_path, cap
     mm_rows = [json.loads(line) for line in (run / "eval" / "synth_shapes" / "predictions.jsonl").open()]
     assert mm_rows and all(r["route"] == "other" and len(r["members"]) == 2 for r in mm_rows)
 
+    # the ensemble run serves as a policy's reward model: text prompts get the text member's standardized score
+    from rmlab.eval.standalone import load_reward_scorer, load_scorer
+    from rmlab.rl.rewards import Prompt, compute_rewards, model_scores
+
+    prompt = Prompt("q", [{"role": "user", "content": "Which is larger, 34 or 44?"}], "44")
+    rewards = compute_rewards("model", [prompt], [["44", "34"]], load_reward_scorer(run, cfg), "raw")[0]
+    own = model_scores(load_scorer(text, cfg)[0], [prompt], [["44", "34"]])[0]
+    assert rewards == pytest.approx([(o - z["mean"]) / z["std"] for o in own], abs=1e-4)
+
     # a done ensemble is skipped; a member that does not resolve is named
     capsys.readouterr()
     assert main(["eval", *out]) == 0

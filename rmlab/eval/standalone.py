@@ -20,6 +20,20 @@ def _model_dir(path: Path) -> tuple[Path, Path | None]:
     raise ConfigError(f"eval.model={path}: neither a run directory (with model/) nor a saved rmlab model")
 
 
+def load_reward_scorer(ref: str | Path, cfg, progress: bool = False):
+    """What scores responses for a reward: a trained model's run or model directory (`load_scorer`), or a finished
+    ensemble run, rebuilt from its own config (its members and validation fit)."""
+    path = Path(ref)
+    config = path / "config.yaml"
+    if not (path / "model").is_dir() and config.exists():
+        run_cfg = OmegaConf.load(config)
+        if str(run_cfg.get("ensemble", {}).get("method", "none")) != "none":
+            from rmlab.eval.ensemble import build_ensemble
+
+            return build_ensemble(run_cfg, progress)
+    return load_scorer(path, cfg, progress)[0]
+
+
 def load_scorer(ref: str | Path, cfg, progress: bool = False):
     """(Scorer, run directory or None) for a run directory or saved model: the model on this machine's GPU when
     there is one, scoring as its run was trained (paradigm options, pair layout, max length); a model outside a run

@@ -82,11 +82,11 @@ class PolicyRun:
             raise ConfigError(f"data_mix {cfg.data_mix.name}: no training prompt")
         self.reward_scorer = None
         if str(self.rl.reward) != "rule":
-            from rmlab.eval.standalone import load_scorer
+            from rmlab.eval.standalone import load_reward_scorer
 
             if not self.rl.reward_model:
                 raise ConfigError(f"rl.reward={self.rl.reward} needs rl.reward_model (a run dir or signature)")
-            self.reward_scorer = load_scorer(self._resolve(self.rl.reward_model), cfg, False)[0]
+            self.reward_scorer = load_reward_scorer(self._resolve(self.rl.reward_model), cfg)
         self.reference = None
         if float(self.rl.kl_coef) > 0:
             self.reference = copy.deepcopy(self.policy).eval()
