@@ -48,7 +48,11 @@ def test_every_grid_point_composes_with_a_distinct_signature(name):
     for cfg in cfgs:
         backbone_source(cfg.backbone, cfg.scale)  # every backbone x scale resolves to a checkpoint
         written |= {*cfg.eval.benchmarks, *(s.name for s in cfg.data_mix.test)}
-    for column in cfgs[0].table.columns:  # a column may be empty for some rows (a text model on images), not all
+    columns = cfgs[0].table.columns
+    for column in columns:  # a column may be empty for some rows (a text model on images), not all
+        if column.get("mean_of"):
+            assert set(column.mean_of) <= {c.name for c in columns}, f"{name}: {column.name} averages unknown columns"
+            continue
         assert column.metric.split("/")[0] in written, (
             f"{name}: column {column.name} reads {column.metric}, which no evaluation of any run writes"
         )

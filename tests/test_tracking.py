@@ -175,3 +175,16 @@ def test_reading_again_uses_the_cache_and_sees_a_changed_file(offline, tmp_path)
     _log_run(cfg, run, {"eval/set/accuracy": 2.0})  # a rewritten run: another file, other size and time
     assert read_offline(run.path.parent, cache)[run.signature].summary["eval/set/accuracy"] == 2.0
     assert Path(cache).stat().st_size > 0
+
+
+def test_an_average_column_averages_each_runs_own_numbers():
+    from omegaconf import OmegaConf
+
+    from rmlab.results.table import column_value
+
+    columns = OmegaConf.create(
+        [{"name": "A", "metric": "x/a"}, {"name": "B", "metric": "x/b"}, {"name": "Avg", "mean_of": ["A", "B"]}]
+    )
+    by_name = {c.name: c for c in columns}
+    assert column_value({"eval/x/a": 70.0, "eval/x/b": 80.0}, by_name["Avg"], by_name) == 75.0
+    assert column_value({"eval/x/a": 70.0}, by_name["Avg"], by_name) is None  # a part missing: no average

@@ -135,8 +135,23 @@ def _state(rec: RunRecord | None) -> str:
     return "missing" if rec is None else rec.state
 
 
+def column_value(summary: dict, col, by_name: dict) -> float | None:
+    """A run's number for a column: its `metric` from the run's summary, or with `mean_of: [column names]` the mean
+    of those columns' numbers (None unless the run has all of them), so seeds reduce the run's own average."""
+    if col.get("mean_of"):
+        parts = [column_value(summary, by_name[name], by_name) for name in col.mean_of]
+        return None if any(p is None for p in parts) else statistics.fmean(parts)
+    value = summary.get(f"eval/{col.metric}")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
     row_keys = list(spec.rows)
+    by_name = {c.name: c for c in spec.columns}
+    for col in spec.columns:
+        unknown = [n for n in (col.get("mean_of") or []) if n not in by_name]
+        if unknown:
+            raise ConfigError(f"table column {col.name}: mean_of names {unknown}; columns: {', '.join(by_name)}")
     paper = {str(k): dict(v) for k, v in (spec.get("paper") or {}).items()}
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
@@ -149,9 +164,9 @@ def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
             cell = Cell(paper=paper_row.get(col.name))
             for job in members:
                 rec = records.get(job.signature)
-                value = rec.summary.get(f"eval/{col.metric}") if rec is not None and rec.state == "done" else None
-                if isinstance(value, int | float):
-                    cell.values.append(float(value))
+                value = column_value(rec.summary, col, by_name) if rec is not None and rec.state == "done" else None
+                if value is not None:
+                    cell.values.append(value)
                 else:
                     state = _state(rec) if _state(rec) != "done" else "without this metric"
                     cell.states[state] = cell.states.get(state, 0) + 1
