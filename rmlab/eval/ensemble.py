@@ -18,7 +18,6 @@ response it names ((0.5, 0.5) when it names none). A pair is scored when every m
 
 from __future__ import annotations
 
-import glob
 import json
 import random
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from rmlab.errors import ConfigError
 from rmlab.eval.score import PairScoring
+from rmlab.launch.run_dir import resolve_run
 
 WEIGHTED = ("average", "accuracy", "confidence")
 
@@ -177,25 +177,6 @@ def validation_pairs(cfg) -> list:
     return [p for pool, n in zip(pools, taken, strict=True) for p in pool[:n]]
 
 
-def resolve_member(ref: str, runs_root: str | Path, experiment: str | None = None) -> Path:
-    """A member reference as a directory: a path as given, else a run signature under `paths.runs` (this
-    experiment's folder first)."""
-    path = Path(ref)
-    if path.is_dir():
-        return path
-    root = Path(runs_root)
-    if experiment and (root / experiment / ref).is_dir():
-        return root / experiment / ref
-    found = sorted(glob.glob(str(root / "*" / glob.escape(ref))))
-    if len(found) == 1:
-        return Path(found[0])
-    if found:
-        raise ConfigError(f"ensemble member {ref!r}: several runs have that signature: {', '.join(found)}")
-    raise ConfigError(
-        f"ensemble member {ref!r}: not a run directory, a saved model directory, or a run signature under {root}"
-    )
-
-
 def member_name(path: Path) -> str:
     return path.parent.name if path.name == "model" else path.name
 
@@ -214,7 +195,7 @@ def build_ensemble(cfg, progress: bool = False) -> EnsembleScorer:
         raise ConfigError("ensemble=route needs ensemble.text_member: the reward model for text-only prompts")
 
     def load(refs):
-        paths = [resolve_member(str(ref), cfg.paths.runs, cfg.experiment) for ref in refs]
+        paths = [resolve_run(str(ref), cfg, "ensemble member") for ref in refs]
         _check_members_done(paths)
         return [member_name(p) for p in paths], [load_scorer(p, cfg, progress)[0] for p in paths]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import socket
@@ -131,3 +132,22 @@ def run_once(cfg: DictConfig, body, verb: str = "trained") -> RunDir:
             run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
             raise
     return run
+
+
+def resolve_run(ref: str, cfg: DictConfig, what: str) -> Path:
+    """A reference to a finished run or model (an ensemble member, a policy, a reward model, weights to start from)
+    as a directory: a path as given, else a run signature under `paths.runs` (this experiment's folder first)."""
+    from rmlab.errors import ConfigError
+
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    root = Path(cfg.paths.runs)
+    if cfg.experiment and (root / cfg.experiment / ref).is_dir():
+        return root / cfg.experiment / ref
+    found = sorted(glob.glob(str(root / "*" / glob.escape(ref))))
+    if len(found) == 1:
+        return Path(found[0])
+    if found:
+        raise ConfigError(f"{what} {ref!r}: several runs have that signature: {', '.join(found)}")
+    raise ConfigError(f"{what} {ref!r}: not a run directory, a saved model directory, or a run signature under {root}")

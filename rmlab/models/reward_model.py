@@ -181,14 +181,16 @@ def build_generative(cfg, paradigm: str):
 
 
 def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
-    """(model in eval mode, processor) from a directory written by `save`: a RewardModel when the directory has a
-    head, else a JudgeModel."""
+    """(model in eval mode, processor) from a directory written by `save` (or a run directory holding one in
+    `model/`): a RewardModel when the directory has a head, else a JudgeModel."""
     from safetensors.torch import load_file
 
     from rmlab.models.backbone import _auto_class
     from rmlab.models.processors import load_processor
 
     path = Path(path)
+    if not (path / META_FILE).exists() and (path / "model" / META_FILE).exists():
+        path = path / "model"  # a run directory: its trained model
     meta_path = path / META_FILE
     if not meta_path.exists():
         raise FileNotFoundError(f"{path}: not an rmlab model directory (no {META_FILE})")

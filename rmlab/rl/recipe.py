@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig
 
 from rmlab.errors import ConfigError
-from rmlab.launch.run_dir import RunDir, run_once
+from rmlab.launch.run_dir import RunDir, resolve_run, run_once
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids
 from rmlab.rl.advantages import Rollouts, compute_advantages
 from rmlab.rl.loss import policy_loss, token_logprobs_and_entropy
@@ -86,17 +86,12 @@ class PolicyRun:
 
             if not self.rl.reward_model:
                 raise ConfigError(f"rl.reward={self.rl.reward} needs rl.reward_model (a run dir or signature)")
-            self.reward_scorer = load_reward_scorer(self._resolve(self.rl.reward_model), cfg)
+            self.reward_scorer = load_reward_scorer(resolve_run(str(self.rl.reward_model), cfg, "rl.reward_model"), cfg)
         self.reference = None
         if float(self.rl.kl_coef) > 0:
             self.reference = copy.deepcopy(self.policy).eval()
             for p in self.reference.parameters():
                 p.requires_grad_(False)
-
-    def _resolve(self, ref: str):
-        from rmlab.eval.ensemble import resolve_member
-
-        return resolve_member(str(ref), self.cfg.paths.runs, self.cfg.experiment)
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def encode(self, prompt: Prompt) -> Sequence:
@@ -275,11 +270,8 @@ def load_policy(cfg: DictConfig):
     from rmlab.models.reward_model import JudgeModel, load_reward_model
 
     if cfg.rl.policy:
-        from rmlab.eval.ensemble import resolve_member
-
-        path = resolve_member(str(cfg.rl.policy), cfg.paths.runs, cfg.experiment)
-        model_dir = path / "model" if (path / "model").is_dir() else path
-        model, processor = load_reward_model(model_dir)
+        path = resolve_run(str(cfg.rl.policy), cfg, "rl.policy")
+        model, processor = load_reward_model(path)
         if not isinstance(model, JudgeModel):
             raise ConfigError(
                 f"rl.policy {path}: a reward model with a head, not a policy (train it with paradigm=sft)"

@@ -26,7 +26,7 @@ from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.score import Scorer, pair_accuracy
 from rmlab.launch.distributed import SINGLE, Dist, init_distributed, unwrap
 from rmlab.launch.preemption import PreemptionGuard
-from rmlab.launch.run_dir import RunDir, run_once
+from rmlab.launch.run_dir import RunDir, resolve_run, run_once
 from rmlab.paradigms import get_paradigm
 from rmlab.tracking.logger import RunLogger, numeric_leaves
 from rmlab.train.batches import HeldPairs, StreamedPairs
@@ -179,11 +179,10 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
 
 def load_weights_from(model, ref: str, cfg: DictConfig) -> None:
     """Copy a finished run's trained weights into a freshly built model of the same configuration."""
-    from rmlab.eval.ensemble import resolve_member
     from rmlab.models.reward_model import load_reward_model
 
-    path = resolve_member(str(ref), cfg.paths.runs, cfg.experiment)
-    trained, _ = load_reward_model(path / "model" if (path / "model").is_dir() else path)
+    path = resolve_run(str(ref), cfg, "train.init_from")
+    trained, _ = load_reward_model(path)
     missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
     if unexpected or [k for k in missing if not k.startswith("head.")]:
         raise ConfigError(f"train.init_from {path}: its model does not match this config's ({len(missing)} missing, "

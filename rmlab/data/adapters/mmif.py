@@ -22,8 +22,7 @@ itself. Image paths are resolved against image_root (else the json's folder).
 from __future__ import annotations
 
 from rmlab.data.adapters.base import adapter, sharegpt_messages
-from rmlab.data.adapters.povid import image_refs, place_images, reply_text
-from rmlab.data.records import PreferencePair
+from rmlab.data.adapters.povid import image_pair, reply_text
 
 SCHEMA = "conversations[{from, value}], chosen {from, value}, rejected {from, value}, images[]"
 
@@ -31,16 +30,4 @@ SCHEMA = "conversations[{from, value}], chosen {from, value}, rejected {from, va
 @adapter("mmif", hub_id="ChrisDing1105/MMIF-23k", modality="multimodal", schema=SCHEMA)
 def mmif(row: dict, ctx):
     prompt = sharegpt_messages(row["conversations"])
-    if not prompt or prompt[-1]["role"] != "user":
-        raise ValueError("conversations does not end with the human turn that chosen/rejected answer")
-    chosen, rejected = reply_text(row["chosen"]), reply_text(row["rejected"])
-    images = image_refs(row, ctx)
-    yield PreferencePair(
-        id=str(row["id"]) if row.get("id") is not None else ctx.row_id,
-        prompt=place_images(prompt, len(images)),
-        chosen=chosen,
-        rejected=rejected,
-        images=images,
-        source="mmif",
-        category="",
-    )
+    yield image_pair(row, ctx, prompt, reply_text(row["chosen"]), reply_text(row["rejected"]), "mmif")

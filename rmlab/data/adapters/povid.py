@@ -77,15 +77,21 @@ def povid(row: dict, ctx):
             reply_text(row["chosen"]),
             reply_text(row["rejected"]),
         )
+    yield image_pair(row, ctx, prompt, chosen, rejected, "povid")
+
+
+def image_pair(row: dict, ctx, prompt: list[dict], chosen: str, rejected: str, source: str) -> PreferencePair:
+    """A pair whose prompt is a conversation ending with the human turn the two replies answer, its images from the
+    row's `image`/`images` placed in the first user turn (POVID, MMIF)."""
     if not prompt or prompt[-1]["role"] != "user":
         raise ValueError("the conversation before the compared answers does not end with a human turn")
     images = image_refs(row, ctx)
-    yield PreferencePair(
+    return PreferencePair(
         id=str(row["id"]) if row.get("id") is not None else ctx.row_id,
         prompt=place_images(prompt, len(images)),
         chosen=chosen,
         rejected=rejected,
         images=images,
-        source="povid",
+        source=source,
         category="",
     )
