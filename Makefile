@@ -44,9 +44,11 @@ slurm-down:
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q
 
+# ruff, then the layer contract (imports point down: pyproject.toml [tool.importlinter]; also a test in `make test`).
 lint: $(STAMP)
 	$(BIN)/ruff check rmlab tests bench
 	$(BIN)/ruff format --check rmlab tests bench
+	$(BIN)/lint-imports
 
 # rmlab's training step against TRL's RewardTrainer (installs the `bench` extra: trl).
 bench: $(BENCH_STAMP)

@@ -26,19 +26,20 @@ from pathlib import Path  # noqa: E402
 
 
 def _overrides(runs: Path, seeds: int) -> list[str]:
-    return [f"paths.runs={runs}", f"paths.cache={runs / '.cache'}", "tracking=offline", f"train.seed=range(0,{seeds})"]
+    return [f"paths.runs={runs}", f"paths.cache={runs / '.cache'}", "tracking=offline", f"run.seed=range(0,{seeds})"]
 
 
 def _make(args) -> None:
     """Log one job's run (in a worker process): 50 curve points and the demo table's metrics."""
     index, cfg, run = args
+    from rmlab.config.compose import experiment_table
     from rmlab.tracking.logger import RunLogger
 
     rng = random.Random(index)
-    with RunLogger(cfg, run, job_type="train") as log:
+    with RunLogger(cfg, run) as log:
         for step in range(1, 51):
-            log.log({"train/loss": 0.7 / step, "train/accuracy": rng.random()}, step=step)
-        log.summary({f"eval/{col.metric}": rng.uniform(50, 100) for col in cfg.table.columns})
+            log.log({"train/loss": 0.7 / step, "train/pair_accuracy": rng.random()}, step=step)
+        log.summary({f"eval/{col.metric}": rng.uniform(50, 100) for col in experiment_table("demo").columns})
 
 
 def main() -> None:

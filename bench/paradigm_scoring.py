@@ -122,7 +122,7 @@ def generated_tokens(scorer, items) -> float:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    from rmlab.data.synth import SynthSpec, write_testbed
+    from rmlab.testbed import SynthSpec, write_testbed
 
     with tempfile.TemporaryDirectory(prefix="rmlab-bench-") as tmp:
         write_testbed(tmp, SynthSpec(mm_train=8, text_train=8, mm_test=args.pairs, text_test=args.pairs, mm_val=0,

@@ -1,7 +1,7 @@
 """Training throughput: rmlab's Naive-RM step against TRL's `RewardTrainer`, as pairs per second and their ratio.
 
 Both sides train the same tiny Qwen2 backbone (rmlab's `build_tiny("qwen2_5")` dims, the same initial weights) with a
-linear reward head, on the same synthetic text preference pairs (`rmlab.data.synth.text_example`), rendered through
+linear reward head, on the same synthetic text preference pairs (`rmlab.testbed.text_example`), rendered through
 the same chat template, at the same batch size (pairs per optimizer step) for the same number of optimizer steps, in
 fp32 on the CPU with the same number of torch threads.
 
@@ -76,7 +76,7 @@ def parse_args() -> argparse.Namespace:
 def make_pairs(n: int, seed: int):
     """n synthetic text preference pairs (the four text tasks in turn), as rmlab records."""
     from rmlab.data.records import PreferencePair, user_prompt
-    from rmlab.data.synth import TEXT_TASKS, text_example
+    from rmlab.testbed import TEXT_TASKS, text_example
 
     rng = random.Random(f"bench-{seed}")
     pairs = []
@@ -118,13 +118,14 @@ def rmlab_round(
     init_model, train_set, pad_id: int, steps: int, batch_size: int, lr: float, seed: int, layout: str
 ) -> dict:
     """One timed run of rmlab's training step (recipe.py's `_loop` without logging, validation or checkpoints)."""
+    from rmlab.runtime.optim import make_optimizer, make_scheduler
     from rmlab.train.batches import HeldPairs, micro_batches
-    from rmlab.train.recipe import make_optimizer, train_step, warmup_cosine
+    from rmlab.train.recipe import train_step
 
     model = copy.deepcopy(init_model)
     model.train()
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, 0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, 0.0))
+    scheduler = make_scheduler(optimizer, "cosine", steps, 0.0)
     paradigm = SimpleNamespace(name="naive", length_norm=False, center_coef=0.0)  # plain BT, like TRL's default
     t = SimpleNamespace(batch_size=batch_size, grad_accum=1, seed=seed, max_grad_norm=1.0, pair_layout=layout)
     cfg = SimpleNamespace(paradigm=paradigm, train=t)
@@ -206,7 +207,7 @@ def trl_round(init_model, dataset, tok, steps: int, batch_size: int, lr: float, 
             max_length=max_length,
             learning_rate=lr,
             weight_decay=0.0,
-            lr_scheduler_type="cosine",  # rmlab's warmup_cosine with no warmup
+            lr_scheduler_type="cosine",  # rmlab's cosine schedule with no warmup
             warmup_steps=0,
             max_grad_norm=1.0,
             bf16=False,
@@ -272,9 +273,9 @@ def main() -> None:
 
     from rmlab.config.schema import TinyConfig
     from rmlab.data.encode import PairEncoder
+    from rmlab.models.families import build_tiny
     from rmlab.models.heads import RewardHead
     from rmlab.models.reward_model import RewardModel
-    from rmlab.models.tiny import build_tiny
 
     import_s = time.perf_counter() - t0
 

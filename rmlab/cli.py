@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import fields
 
-from rmlab.data.synth import SynthSpec
+import yaml
+from omegaconf import OmegaConf
+
+from rmlab.config.compose import compose
+from rmlab.config.schema import SynthSpec
+from rmlab.config.stages import stage_of
+from rmlab.data.validate import validate_file
 from rmlab.errors import ConfigError, RmlabError
+from rmlab.eval.benchmarks import BENCHMARKS, get_benchmark
+from rmlab.eval.benchmarks.base import read_predictions
+from rmlab.eval.benchmarks.run import compare, dumps, metrics_from_files
+from rmlab.launch import submit
+from rmlab.launch.grid import grid_runs
+from rmlab.launch.job import run_config
+from rmlab.launch.signature import run_dir, signature_payload
+from rmlab.results.table import write_tables
+from rmlab.testbed import ensure_testbed, write_testbed
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rmlab", description="Build multimodal reward models by ablation.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train one reward model: rmlab train [overrides]")
+    t = sub.add_parser(
+        "train",
+        help="run one config's stage (a reward model by default; stage=rl|selfcompare|ensemble): rmlab train [overrides]",
+    )
     t.add_argument("-e", "--experiment", help="compose with experiments/NAME.yaml (one grid point: pass its overrides)")
-    t.add_argument("--cfg", action="store_true", help="print the composed config and its run directory, then exit")
+    t.add_argument(
+        "--cfg", action="store_true", help="print the composed config, what its signature hashes and its run directory"
+    )
     t.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. head=mlp3_silu train.lr=1e-4")
 
     s = sub.add_parser("sweep", help="run or submit an experiment's grid: rmlab sweep EXPERIMENT [overrides]")
@@ -37,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("experiment")
     st.add_argument("overrides", nargs="*")
 
-    e = sub.add_parser("eval", help="score a trained model: rmlab eval eval.model=RUN_OR_MODEL_DIR [eval.data=FILE]")
+    e = sub.add_parser(
+        "eval",
+        help="score a trained model: rmlab eval eval.model=RUN_OR_MODEL_DIR [eval.data=FILE]; or an ensemble: "
+        "rmlab eval ensemble=average ensemble.members=[...]",
+    )
     e.add_argument("overrides", nargs="*")
 
     m = sub.add_parser(
@@ -87,27 +112,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from omegaconf import OmegaConf
-
-    from rmlab.config.compose import compose
-    from rmlab.launch.run_dir import RunDir
-
     cfg = compose(args.overrides, experiment=args.experiment)
-    run = RunDir.for_config(cfg)
     if args.cfg:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
-        print(f"# run directory: {run.path}")
+        print(f"# signature of: {json.dumps(signature_payload(cfg), sort_keys=True)}")
+        print(f"# run directory: {run_dir(cfg).path}")
         return 0
-    from rmlab.launch.job import run_config
-
     run = run_config(cfg)
-    print(f"[rmlab] done: {run.path}")
-    return 0
+    state = run.status().get("state", "pending")
+    print(f"[rmlab] {state}: {run.path}")
+    return 0 if state == "done" else 1
 
 
 def cmd_sweep(args) -> int:
-    from rmlab.launch import submit
-
     overrides = [*args.overrides, *([f"launcher={args.launcher}"] if args.launcher else [])]
     planned = submit.plan(args.experiment, overrides, retry=args.retry)
     todo = [p for p in planned if p.submit]
@@ -149,23 +166,21 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from rmlab.launch.grid import grid_runs
-    from rmlab.launch.submit import job_alive
-
     rows = []
     for job in grid_runs(args.experiment, args.overrides):
         point, run = job.point, job.run
         st = run.status()
         state = st.get("state", "pending")
-        if state in ("queued", "running") and not job_alive(st):
+        if state in ("queued", "running") and not submit.job_alive(st):
             state += " (job gone)"
+        steps = stage_of(job.container).steps
         rows.append(
             [
                 run.signature,
                 " ".join(point),
                 state,
                 str(st.get("attempts", 0)),
-                f"{st.get('step', 0)}/{job.value('train.max_steps')}",
+                f"{st.get('step', 0)}/{job.value(steps)}" if steps else "-",
                 str(st.get("slurm_job_id") or st.get("pid") or ""),
                 str(st.get("log") or ""),
             ]
@@ -178,10 +193,16 @@ def cmd_status(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rmlab.eval.benchmarks import BENCHMARKS
-    from rmlab.eval.standalone import run_eval
+    cfg = compose(args.overrides)
+    ensure_testbed(cfg.data_mix.synth)
+    if str(cfg.stage) == "ensemble":  # an ensemble is a run of its own: fitted and scored in its run directory
+        run = run_config(cfg)
+        results = {f.parent.name: json.loads(f.read_text()) for f in sorted(run.path.glob("eval/*/metrics.json"))}
+    else:
+        from rmlab.eval.standalone import run_eval  # torch, transformers
 
-    for name, metrics in run_eval(args.overrides).items():
+        results = run_eval(cfg)
+    for name, metrics in results.items():
         if name in BENCHMARKS:
             shown = {k: metrics[k] for k in BENCHMARKS[name].headline}
             ci = metrics.get("ci95", {})
@@ -194,13 +215,12 @@ def cmd_eval(args) -> int:
                 )
             )
         else:
-            print(f"{name}: accuracy {metrics['accuracy']:.1f}% over {metrics['n']} pairs")
+            metric = next(k for k in ("pair_accuracy", "exact_match") if k in metrics)
+            print(f"{name}: {metric.replace('_', ' ')} {metrics[metric]:.1f}% over {metrics['n']} pairs")
     return 0
 
 
 def _options(items: list[str]) -> dict:
-    import yaml
-
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -211,10 +231,6 @@ def _options(items: list[str]) -> dict:
 
 
 def cmd_metrics(args) -> int:
-    from rmlab.eval.benchmarks import get_benchmark
-    from rmlab.eval.benchmarks.base import read_predictions
-    from rmlab.eval.benchmarks.run import compare, dumps, metrics_from_files
-
     if bool(args.predictions) == bool(args.compare):
         raise ConfigError("give --predictions FILE, or --compare A B")
     options = _options(args.option)
@@ -231,8 +247,6 @@ def cmd_metrics(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from rmlab.results.table import write_tables
-
     md, written = write_tables(args.experiment, args.out, args.overrides, source=args.source)
     print(md, end="")
     print(f"[rmlab] wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
@@ -241,17 +255,17 @@ def cmd_tables(args) -> int:
 
 def cmd_data(args) -> int:
     if args.data_command == "validate":
-        import json
+        from rmlab.models.backbone import load_processor_only  # transformers
 
-        from rmlab.config.compose import compose
-        from rmlab.data.validate import validate_file
-
-        options = _options(args.option)
-        summary = validate_file(compose(args.overrides), args.dataset, args.path, args.image_root, options, args.policy)
+        cfg = compose(args.overrides)
+        processor = load_processor_only(cfg.backbone, cfg.scale)
+        dm = cfg.data_mix
+        summary = validate_file(
+            args.dataset, args.path, args.image_root, _options(args.option), args.policy, processor, dm.max_length,
+            dm.max_image_pixels,
+        )  # fmt: skip
         print(json.dumps(summary, indent=2))
         return 0
-    from rmlab.data.synth import write_testbed
-
     spec = SynthSpec(**{f.name: getattr(args, f.name) for f in fields(SynthSpec)})
     manifest = write_testbed(args.out, spec)
     print(f"[rmlab] wrote {args.out}: {manifest['counts']}")

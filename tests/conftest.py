@@ -40,7 +40,7 @@ SMALL_SYNTH = {"mm_train": 240, "mm_test": 80, "text_train": 240, "text_test": 8
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """A small testbed in both schemas (written once per session)."""
-    from rmlab.data.synth import SynthSpec, write_testbed
+    from rmlab.testbed import SynthSpec, write_testbed
 
     out = tmp_path_factory.mktemp("synth data")
     write_testbed(out, SynthSpec(**SMALL_SYNTH))
@@ -54,7 +54,7 @@ def workdir(tmp_path, synth_dir):
         f"paths.runs={tmp_path / 'runs'}",
         f"data_mix.synth.dir={synth_dir}",
         *(f"data_mix.synth.{k}={v}" for k, v in SMALL_SYNTH.items()),
-        "train.progress=false",
+        "run.progress=false",
     ]
 
 
@@ -63,7 +63,7 @@ def data_root(tmp_path_factory):
     """A `paths.data` folder holding the testbed at its default size in `synth/` (what `make demo` trains on), so
     configs that do not override the synthetic mix (real-data experiments scored on the synthetic benchmarks) find
     it where the defaults look."""
-    from rmlab.data.synth import SynthSpec, write_testbed
+    from rmlab.testbed import SynthSpec, write_testbed
 
     root = tmp_path_factory.mktemp("data root")
     write_testbed(root / "synth", SynthSpec())
@@ -75,8 +75,17 @@ def full_synth_dir(data_root):
     return data_root / "synth"
 
 
+@pytest.fixture(scope="session")
+def experiment_grids():
+    """Every experiment's grid (its jobs, composed once per session: a few seconds per experiment)."""
+    from rmlab.config.compose import experiments
+    from rmlab.launch.grid import grid_runs
+
+    return {name: grid_runs(name) for name in experiments()}
+
+
 # Key overrides (not a `train=` group choice) so they also win over an experiment file's own train settings.
-SMOKE = ["train.max_steps=2", "train.eval_every=0", "train.save_every=0", "tracking=disabled"]
+SMOKE = ["train.max_steps=2", "train.eval_every=0", "run.save_every=0", "tracking=disabled"]
 
 
 def interrupt_after_checkpoint(monkeypatch, step: int):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from rmlab.config.compose import compose, experiments, resolved
+from rmlab.config.compose import compose, experiment_table, experiments, resolved
 from rmlab.errors import ConfigError
 from rmlab.models.backbone import backbone_source
 
@@ -80,11 +80,12 @@ def test_unknown_experiment_names_the_known_ones():
         compose([], experiment="demoo")
 
 
-def test_every_experiment_composes():
+def test_every_experiment_composes_and_its_table_stays_in_its_file():
     for name in experiments():
         cfg = compose([], experiment=name)
         assert cfg.experiment == name
-        assert cfg.table is not None, f"experiments/{name}.yaml has no table spec"
+        assert "table" not in cfg  # a run's config (and its wandb config) never carries the table
+        assert experiment_table(name).columns, f"experiments/{name}.yaml has no table spec"
 
 
 def test_cli_config_typo_exits_nonzero_with_one_line():

@@ -7,7 +7,7 @@ import torch
 
 from rmlab.data.encode import OverlongPair, PairEncoder, collate_pairs, encode_all, last_token_index
 from rmlab.data.records import PreferencePair, user_prompt
-from rmlab.models.tiny import build_tiny
+from rmlab.models.families import build_tiny
 
 
 def test_last_token_index_for_right_and_left_padding():

@@ -12,7 +12,7 @@ from rmlab.config.compose import compose
 from rmlab.data.records import PreferencePair
 from rmlab.errors import ConfigError
 from rmlab.eval.ensemble import EnsembleScorer, Route, Standardizer, member_scores, weights
-from rmlab.train.recipe import train
+from rmlab.launch.job import run_config
 
 # Two members' (chosen, rejected) scores on four validation pairs.
 M1 = [(2.0, 1.0), (0.0, 1.0), (3.0, 0.0), (1.0, 1.0)]  # right, wrong, right, tie (wrong): accuracy 0.5
@@ -103,8 +103,8 @@ def test_routing_sends_text_only_pairs_to_the_text_member_alone():
 def test_an_ensemble_of_trained_models_through_rmlab_eval(workdir, tmp_path, capsys):
     """Two tiny multimodal members and a tiny text member, routed: text pairs are scored by the text member alone,
     with its standardized score; the weights written down are the ones the validation pairs give."""
-    mm = [train(compose([*workdir, *SMOKE, f"train.seed={seed}", "data_mix=synth_mm"])).path for seed in (0, 1)]
-    text = train(compose([*workdir, *SMOKE, "backbone=qwen2_5", "data_mix=synth_text"])).path
+    mm = [run_config(compose([*workdir, *SMOKE, f"run.seed={seed}", "data_mix=synth_mm"])).path for seed in (0, 1)]
+    text = run_config(compose([*workdir, *SMOKE, "backbone=qwen2_5", "data_mix=synth_text"])).path
     out = [
         *workdir,
         "data_mix=synth_all",
@@ -136,7 +136,8 @@ def test_an_ensemble_of_trained_models_through_rmlab_eval(workdir, tmp_path, cap
     assert mm_rows and all(r["route"] == "other" and len(r["members"]) == 2 for r in mm_rows)
 
     # the ensemble run serves as a policy's reward model: text prompts get the text member's standardized score
-    from rmlab.eval.standalone import load_reward_scorer, load_scorer
+    from rmlab.eval.score import load_scorer
+    from rmlab.eval.standalone import load_reward_scorer
     from rmlab.rl.rewards import Prompt, compute_rewards, model_scores
 
     prompt = Prompt("q", [{"role": "user", "content": "Which is larger, 34 or 44?"}], "44")

@@ -8,7 +8,7 @@ from conftest import SMOKE
 from rmlab.cli import main
 from rmlab.config.compose import compose
 from rmlab.eval.score import metrics_for, pair_accuracy
-from rmlab.train.recipe import train
+from rmlab.launch.job import run_config
 
 
 class _P:
@@ -21,18 +21,18 @@ def test_accuracy_is_strict_and_matches_a_hand_count():
     verdicts = [{"scores": s} for s in scores]
     assert pair_accuracy(verdicts) == 0.5
     m = metrics_for([_P("a"), _P("a"), _P("b"), _P("b")], verdicts, {"overlong": 0})
-    assert m["accuracy"] == 50.0 and m["ties"] == 1 and m["unreadable"] == 0
-    assert m["per_category"] == {"a": {"accuracy": 50.0, "n": 2}, "b": {"accuracy": 50.0, "n": 2}}
+    assert m["pair_accuracy"] == 50.0 and m["ties"] == 1 and m["unreadable"] == 0
+    assert m["per_category"] == {"a": {"pair_accuracy": 50.0, "n": 2}, "b": {"pair_accuracy": 50.0, "n": 2}}
 
 
 def test_a_judges_choice_counts_only_when_it_names_the_chosen_response():
     verdicts = [{"choice": 0}, {"choice": 1}, {"choice": None}, {"choice": 0}]  # right, wrong, unreadable, right
     m = metrics_for([_P("a")] * 4, verdicts, {})
-    assert m["accuracy"] == 50.0 and m["unreadable"] == 1 and m["ties"] == 0
+    assert m["pair_accuracy"] == 50.0 and m["unreadable"] == 1 and m["ties"] == 0
 
 
 def test_rmlab_eval_rescores_a_run_and_writes_predictions(workdir, tmp_path, synth_dir, capsys):
-    run = train(compose([*workdir, "train.max_steps=3", "tracking=disabled"]))
+    run = run_config(compose([*workdir, "train.max_steps=3", "tracking=disabled"]))
     trained = json.loads((run.eval_dir("synth_shapes") / "metrics.json").read_text())
 
     out = tmp_path / "rescored"
@@ -45,7 +45,7 @@ def test_rmlab_eval_rescores_a_run_and_writes_predictions(workdir, tmp_path, syn
                 f"eval.data={data}",
                 "eval.adapter=rlaif_v",
                 f"eval.out={out}",
-                "train.progress=false",
+                "run.progress=false",
             ]
         )
         == 0
@@ -55,9 +55,11 @@ def test_rmlab_eval_rescores_a_run_and_writes_predictions(workdir, tmp_path, syn
     assert len(rows) == metrics["n"] == 80
     assert rows[0]["id"] == "test-0" and {"reward_chosen", "reward_rejected"} <= set(rows[0])
     hand = 100.0 * sum(r["reward_chosen"] > r["reward_rejected"] for r in rows) / len(rows)
-    assert metrics["accuracy"] == pytest.approx(hand)
-    assert metrics["accuracy"] == pytest.approx(trained["accuracy"])  # the saved model scores as it did in training
-    assert "accuracy" in capsys.readouterr().out
+    assert metrics["pair_accuracy"] == pytest.approx(hand)
+    assert metrics["pair_accuracy"] == pytest.approx(
+        trained["pair_accuracy"]
+    )  # the saved model scores as it did in training
+    assert "pair accuracy" in capsys.readouterr().out
 
 
 def test_rmlab_eval_without_a_model_is_a_one_line_error(capsys):
@@ -99,7 +101,7 @@ def test_table_cells_say_missing_when_nothing_ran(workdir, tmp_path):
 def test_rmlab_eval_scores_all_five_benchmarks_synthetic_files(workdir, tmp_path, capsys):
     from rmlab.eval.benchmarks import BENCHMARKS
 
-    run = train(compose([*workdir, "train.max_steps=3", "tracking=disabled"]))
+    run = run_config(compose([*workdir, "train.max_steps=3", "tracking=disabled"]))
     names = ["mmrlhf", "vlrb", "mmrb", "rewardbench", "rmbench"]
     assert (
         main(["eval", f"eval.model={run.path}", f"eval.benchmarks=[{','.join(names)}]", "eval.bootstrap=20", *workdir])

@@ -6,12 +6,10 @@ The full sweep of tiny one-step runs over every grid point is marked slow (`make
 import pytest
 from conftest import FIXTURE_DATASETS
 
-from rmlab.config.compose import compose, experiments
+from rmlab.config.compose import compose, experiment_table, experiments
 from rmlab.launch.grid import grid_points, grid_runs
 from rmlab.launch.job import run_config
-from rmlab.launch.signature import signature
 from rmlab.models.backbone import backbone_source
-from rmlab.train.recipe import train
 
 # What makes a cluster experiment a CPU smoke run: tiny backbones in fp32, the fixtures and synthetic benchmarks,
 # one step. Key overrides, so they win over the experiment's own settings.
@@ -24,7 +22,7 @@ TINY = [
     "train.batch_size=2",
     "train.grad_accum=1",
     "train.eval_every=0",
-    "train.save_every=0",
+    "run.save_every=0",
     "tracking=disabled",
     "launcher=inline",
     "eval.bootstrap=0",
@@ -39,16 +37,16 @@ TINY = [
 
 
 @pytest.mark.parametrize("name", experiments())
-def test_every_grid_point_composes_with_a_distinct_signature(name):
-    points = grid_points(name)
-    assert points, f"{name} has no grid"
-    cfgs = [compose(p, experiment=name) for p in points]
-    assert len({signature(c) for c in cfgs}) == len(points)  # each grid point is its own run
+def test_every_grid_point_composes_with_a_distinct_signature(name, experiment_grids):
+    """(Each job's config and signature are the grid's fast path, equal to a full composition: test_signature.)"""
+    jobs = experiment_grids[name]
+    assert jobs, f"{name} has no grid"
+    assert len({job.signature for job in jobs}) == len(jobs)  # each grid point is its own run
     written = set()
-    for cfg in cfgs:
+    for cfg in (job.cfg for job in jobs):
         backbone_source(cfg.backbone, cfg.scale)  # every backbone x scale resolves to a checkpoint
         written |= {*cfg.eval.benchmarks, *(s.name for s in cfg.data_mix.test)}
-    columns = cfgs[0].table.columns
+    columns = experiment_table(name).columns
     for column in columns:  # a column may be empty for some rows (a text model on images), not all
         if column.get("mean_of"):
             assert set(column.mean_of) <= {c.name for c in columns}, f"{name}: {column.name} averages unknown columns"
@@ -59,13 +57,13 @@ def test_every_grid_point_composes_with_a_distinct_signature(name):
 
 
 def _one_step(name, point):
-    run = train(compose(point, experiment=name))  # the point carries the tiny overrides (fixed axes of the grid)
+    run = run_config(compose(point, experiment=name))  # the point carries the tiny overrides (fixed axes of the grid)
     assert run.status()["state"] == "done", run.status()
 
 
 @pytest.fixture()
 def where(tmp_path, data_root):
-    return [f"paths.runs={tmp_path}", f"paths.data={data_root}", "train.progress=false"]
+    return [f"paths.runs={tmp_path}", f"paths.data={data_root}", "run.progress=false"]
 
 
 @pytest.mark.parametrize("name", experiments())

@@ -16,7 +16,7 @@ def _history(run_dir):
 
 
 def test_relaunch_skips_done_and_reruns_a_failure_only_with_retry(workdir, tmp_path, capsys):
-    overrides = [*workdir, *SMOKE, "head=linear", "train.seed=0,1"]
+    overrides = [*workdir, *SMOKE, "head=linear", "run.seed=0,1"]
     assert main(["sweep", "demo", *overrides]) == 0
     assert "2 job(s), 2 to run" in capsys.readouterr().out
     status = sorted((tmp_path / "runs" / "demo").glob("*/status.json"))[0]
@@ -34,7 +34,7 @@ def test_two_processes_step_as_one_on_the_same_global_batch(workdir, tmp_path):
     common = [
         *workdir,
         "head=linear",
-        "train.seed=0",
+        "run.seed=0",
         "train.max_steps=5",
         "train.batch_size=8",
         "tracking=disabled",

@@ -11,7 +11,7 @@ from rmlab.data.adapters import load_pairs
 from rmlab.data.mix import apply_weight, resolve_sources
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError
-from rmlab.train.recipe import train
+from rmlab.launch.job import run_config
 
 LOCATIONS = FIXTURE_DATASETS  # the seven sources of the final mix are among them
 WEIGHTS = {"rlaif_v": 2.0, "ultra_hard": 0.5}  # everything else at 1
@@ -36,12 +36,12 @@ def test_basereward_mix_of_the_seven_fixtures_trains_and_logs_its_composition(tm
             "train.max_steps=2",
             "train.batch_size=4",
             "tracking=disabled",
-            "train.progress=false",
+            "run.progress=false",
         ]
     )
-    run = train(cfg)
+    run = run_config(cfg)
     assert run.status()["state"] == "done"
-    summary = json.loads((run.path / "summary-train.json").read_text())
+    summary = json.loads((run.path / "summary.json").read_text())
     # worked out independently: each fixture's valid pairs (its adapter, then the checks), times the weight
     expected, validator = {}, Validator()
     for src in resolve_sources(cfg.data_mix.train, cfg.datasets):
@@ -93,9 +93,9 @@ def test_dataset_locations_do_not_change_the_signature():
 
 def test_the_second_job_on_a_mix_loads_its_encoding_from_the_cache(workdir, tmp_path, capsys):
     overrides = [*workdir, f"paths.cache={tmp_path / 'cache'}", "train.max_steps=1", "tracking=disabled"]
-    train(compose([*overrides, "train.seed=0"]))
+    run_config(compose([*overrides, "run.seed=0"]))
     assert "from the cache" not in capsys.readouterr().out
-    second = train(compose([*overrides, "train.seed=1"]))
+    second = run_config(compose([*overrides, "run.seed=1"]))
     out = capsys.readouterr().out
     assert out.count("encoded pairs from the cache") == 2  # train and validation pairs
     assert second.status()["state"] == "done"

@@ -100,7 +100,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(synth_dir):
 
 def test_a_local_checkpoint_directory_loads_through_the_real_loader(synth_dir, tmp_path):
     """backbone.path takes a local HF directory, as a hub id would be on a cluster."""
-    from rmlab.models.tiny import build_tiny
+    from rmlab.models.families import build_tiny
 
     model, processor = build_tiny("qwen2_5_vl")
     model.save_pretrained(tmp_path / "hf")

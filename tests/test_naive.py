@@ -65,5 +65,5 @@ def test_head_shape_follows_the_grid(layers, activation, n_linear):
 
 
 def test_head_rejects_unknown_activation():
-    with pytest.raises(ValueError, match="not one of none, tanh, silu, relu"):
+    with pytest.raises(ValueError, match="known: none, tanh, silu, relu"):
         RewardHead(16, activation="gelu2")

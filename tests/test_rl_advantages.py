@@ -137,5 +137,5 @@ def test_entropy_shaping_without_entropies_or_an_unknown_algorithm_is_an_error()
     r = Rollouts(REWARDS, torch.zeros(4, dtype=torch.long), MASK)
     with pytest.raises(ValueError, match="entropy"):
         compute_advantages("gtpo", r, _cfg())
-    with pytest.raises(ConfigError, match="known: dapo, grpo, grpo_s, gtpo"):
+    with pytest.raises(ConfigError, match="known: grpo, dapo, gtpo, grpo_s"):
         compute_advantages("ppo", r, _cfg())

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from rmlab.config.compose import compose
-from rmlab.rl.recipe import Batch, PolicyRun, overlong_penalty, train_policy
-from rmlab.train.recipe import make_optimizer
+from rmlab.launch.job import run_config
+from rmlab.rl import recipe
+from rmlab.rl.recipe import Batch, PolicyRun, overlong_penalty
+from rmlab.runtime.optim import make_optimizer
 
 
 @pytest.fixture()
@@ -64,29 +66,27 @@ def test_dynamic_sampling_drops_groups_without_signal(rl_overrides):
 
 
 def test_a_policy_run_end_to_end_and_resumed_equals_uninterrupted(rl_overrides, tmp_path, monkeypatch):
-    from rmlab.train import checkpoint
-
-    common = [*rl_overrides, "rl.steps=4", "train.save_every=2", "rl.lr=1e-3"]
-    straight = train_policy(compose([*common, f"paths.runs={tmp_path / 'straight'}"]))
+    common = [*rl_overrides, "rl.steps=4", "run.save_every=2", "rl.lr=1e-3"]
+    straight = run_config(compose([*common, f"paths.runs={tmp_path / 'straight'}"]))
     assert straight.status()["state"] == "done"
     metrics = json.loads((straight.eval_dir("synth_text") / "metrics.json").read_text())
-    assert metrics["n"] == 16 and {"accuracy", "initial_accuracy"} <= set(metrics)
+    assert metrics["n"] == 16 and {"exact_match", "initial_exact_match", "sampled_exact_match"} <= set(metrics)
     history = [json.loads(line) for line in straight.history.read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2, 3, 4] and all("rl/entropy" in h for h in history)
     assert any(straight.model.iterdir())
 
-    real = checkpoint.save_checkpoint
+    real = recipe.save_checkpoint
 
     def save_then_die(root, at, *args, **kwargs):
         real(root, at, *args, **kwargs)
         raise KeyboardInterrupt("preempted")
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
     cfg = compose(common)
     with pytest.raises(KeyboardInterrupt):
-        train_policy(cfg)
-    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
-    resumed = train_policy(cfg)
+        run_config(cfg)
+    monkeypatch.setattr(recipe, "save_checkpoint", real)
+    resumed = run_config(cfg)
     assert resumed.status()["state"] == "done" and resumed.status()["attempts"] == 2
     a = (straight.eval_dir("synth_text") / "predictions.jsonl").read_text()
     b = (resumed.eval_dir("synth_text") / "predictions.jsonl").read_text()
@@ -101,21 +101,19 @@ def test_a_policy_run_end_to_end_and_resumed_equals_uninterrupted(rl_overrides, 
 # not its mode, on this testbed). The run is seeded and deterministic on CPU; the threshold, +3 points, is half the
 # smallest gain measured.
 def test_grpo_raises_the_held_out_rule_reward(full_synth_dir, tmp_path):
-    from rmlab.train.recipe import train
-
-    where = [f"paths.runs={tmp_path}", f"data_mix.synth.dir={full_synth_dir}", "train.progress=false",
+    where = [f"paths.runs={tmp_path}", f"data_mix.synth.dir={full_synth_dir}", "run.progress=false",
              "tracking=disabled", "backbone=qwen2_5", "data_mix=synth_text"]  # fmt: skip
-    sft = train(compose([*where, "paradigm=sft", "train.lr=1e-3", "eval.benchmarks=[]"]))
-    run = train_policy(compose([*where, "stage=rl", f"rl.policy={sft.path}", "rl.steps=200", "rl.lr=3e-4"]))
+    sft = run_config(compose([*where, "paradigm=sft", "train.lr=1e-3", "eval.benchmarks=[]"]))
+    run = run_config(compose([*where, "stage=rl", f"rl.policy={sft.path}", "rl.steps=200", "rl.lr=3e-4"]))
     m = json.loads((run.eval_dir("synth_text") / "metrics.json").read_text())
-    assert m["sampled_accuracy"] >= m["initial_sampled_accuracy"] + 3.0
+    assert m["sampled_exact_match"] >= m["initial_sampled_exact_match"] + 3.0
 
 
 def test_a_sweep_links_each_policy_run_to_the_runs_it_reads():
     from rmlab.launch.grid import grid_runs
 
     jobs = {j.value("label"): j for j in grid_runs("rl_rewards")}
-    sft, rm, judge = jobs["Policy (SFT)"], jobs["BaseReward RM (pair accuracy)"], jobs["Pairwise judge (pair accuracy)"]
+    sft, rm, judge = jobs["Policy (SFT)"], jobs["BaseReward RM"], jobs["GRM judge"]
     hybrid, pairwise = jobs["+ BaseReward + Rule"], jobs["+ R1-Reward (pairwise judge)"]
     assert hybrid.value("rl.policy") == sft.signature and hybrid.value("rl.reward_model") == rm.signature
     assert pairwise.value("rl.reward_model") == judge.signature

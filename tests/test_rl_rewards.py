@@ -10,7 +10,8 @@ from rmlab.config.compose import compose
 from rmlab.errors import ConfigError
 from rmlab.eval.score import Scorer
 from rmlab.paradigms import get_paradigm
-from rmlab.rl.rewards import Prompt, compute_rewards, model_scores, normalize_answer, rule_reward
+from rmlab.paradigms.answers import normalize_answer
+from rmlab.rl.rewards import Prompt, compute_rewards, model_scores, rule_reward
 
 
 @pytest.mark.parametrize(

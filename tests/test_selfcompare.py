@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 from rmlab.config.compose import compose
 from rmlab.data.adapters import load_pairs
+from rmlab.data.records import PreferencePair
 from rmlab.launch.job import run_config
-from rmlab.rl.rewards import Prompt
-from rmlab.rl.selfcompare import self_compare_row
+from rmlab.train.selfcompare import self_compare_row
 
 SETTINGS = SimpleNamespace(
     include_correct=False,
@@ -15,7 +15,9 @@ SETTINGS = SimpleNamespace(
     reflection_prompt="Compare with {reference}.",
     reflection_prompt_blind="Check it.",
 )
-QUESTION = Prompt("q7", [{"role": "user", "content": "Which is larger, 34 or 44?"}], "44")
+QUESTION = PreferencePair(
+    id="q7", prompt=[{"role": "user", "content": "Which is larger, 34 or 44?"}], chosen="44", rejected="34"
+)
 
 
 def test_a_wrong_answer_becomes_a_comparison_and_a_correction():
@@ -45,7 +47,7 @@ def test_the_stage_builds_its_data_from_the_policys_answers_and_fine_tunes_it(wo
             [
                 *text,
                 "stage=selfcompare",
-                f"rl.policy={policy.path}",
+                f"selfcompare.policy={policy.path}",
                 "selfcompare.max_questions=40",
                 "train.max_steps=3",
             ]

@@ -11,9 +11,9 @@ from rmlab.data.encode import PairEncoder
 from rmlab.data.mix import resolve_sources
 from rmlab.data.stream import PairStream
 from rmlab.data.validate import Validator
+from rmlab.launch.job import run_config
+from rmlab.models.families import build_tiny
 from rmlab.models.reward_model import load_reward_model
-from rmlab.models.tiny import build_tiny
-from rmlab.train.recipe import train
 
 
 def _stream(synth_dir, weights, buffer=16):
@@ -60,7 +60,7 @@ STREAMED = [
     "data_mix.streaming=true",
     "data_mix.val_pairs=8",
     "train.max_steps=10",
-    "train.save_every=4",
+    "run.save_every=4",
     "train.batch_size=4",
     "tracking=disabled",
     "head.dropout=0.1",
@@ -68,8 +68,8 @@ STREAMED = [
 
 
 def test_a_streamed_run_trains_logs_its_composition_and_resumes_to_the_same_weights(workdir, tmp_path, monkeypatch):
-    straight = train(compose([*workdir, *STREAMED]))
-    summary = json.loads((straight.path / "summary-train.json").read_text())
+    straight = run_config(compose([*workdir, *STREAMED]))
+    summary = json.loads((straight.path / "summary.json").read_text())
     assert sum(summary["data/composition"].values()) == 10 * 4  # every pair trained on, counted by source
     assert set(summary["data/composition"]) == {"synth_shapes", "synth_text"}
 
@@ -77,10 +77,10 @@ def test_a_streamed_run_trains_logs_its_composition_and_resumes_to_the_same_weig
     cfg = compose([*other, *STREAMED])
     restore = interrupt_after_checkpoint(monkeypatch, step=8)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg)
+        run_config(cfg)
     restore()
-    resumed = train(cfg)  # replays the stream to step 8, then trains steps 9-10 on the same pairs
-    resumed_summary = json.loads((resumed.path / "summary-train.json").read_text())
+    resumed = run_config(cfg)  # replays the stream to step 8, then trains steps 9-10 on the same pairs
+    resumed_summary = json.loads((resumed.path / "summary.json").read_text())
     assert resumed_summary["data/composition"] == summary["data/composition"]
     a, _ = load_reward_model(straight.model)
     b, _ = load_reward_model(resumed.model)

@@ -9,7 +9,7 @@ import pytest
 
 from rmlab.data.adapters import load_pairs
 from rmlab.data.records import open_image
-from rmlab.data.synth import COLOURS, SynthSpec, write_testbed
+from rmlab.testbed import COLOURS, SynthSpec, write_testbed
 
 BACKGROUND = (245, 245, 245)
 

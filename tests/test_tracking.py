@@ -10,8 +10,9 @@ import pytest
 
 from rmlab.config.compose import compose
 from rmlab.launch.grid import grid_runs
-from rmlab.launch.run_dir import RunDir
+from rmlab.launch.signature import run_dir
 from rmlab.results.table import write_tables
+from rmlab.runtime.run_dir import RunDir
 from rmlab.tracking.logger import RunLogger, flatten, tags
 from rmlab.tracking.offline import read_run_file
 from rmlab.tracking.runs import read_offline, read_online, runs_frame
@@ -20,7 +21,7 @@ from rmlab.tracking.runs import read_offline, read_online, runs_frame
 def _log_run(cfg, run: RunDir, metrics: dict, history: int = 3, fail: bool = False) -> None:
     """What a training job logs, without the training: curves, eval metrics, a good or a failed ending."""
     try:
-        with RunLogger(cfg, run, job_type="train") as log:
+        with RunLogger(cfg, run) as log:
             for step in range(1, history + 1):
                 log.log({"train/loss": 1.0 / step, "train/lr": 1e-3}, step=step)
             if fail:
@@ -37,11 +38,11 @@ def offline(tmp_path):
 
 def test_a_run_logged_offline_is_read_back_exactly(offline):
     cfg = compose([*offline, "head=mlp3_silu", "experiment=readback"])
-    run = RunDir.for_config(cfg)
+    run = run_dir(cfg)
     _log_run(cfg, run, {"eval/set/accuracy": 87.5, "eval/set/per_category/a/accuracy": 75.0, "data/train_pairs": 9})
     records = read_offline(run.path.parent, history=True)
     rec = records[run.signature]
-    assert (rec.id, rec.project, rec.group, rec.job_type) == (run.signature, "rmlab", "readback", "train")
+    assert (rec.id, rec.project, rec.group, rec.job_type) == (run.signature, "rmlab", "readback", "reward_model")
     assert rec.tags == tags(cfg) and all(len(t) <= 64 for t in rec.tags)
     logged_config = flatten(__import__("rmlab.config.compose", fromlist=["resolved"]).resolved(cfg))
     assert rec.config == logged_config  # every key, every value
@@ -53,13 +54,13 @@ def test_a_run_logged_offline_is_read_back_exactly(offline):
     assert rec.summary["eval/set/accuracy"] == 87.5 and rec.summary["eval/set/per_category/a/accuracy"] == 75.0
     assert rec.summary["data/train_pairs"] == 9 and rec.exit_code == 0 and rec.state == "done"
     # the run's own JSON copy holds the same numbers
-    own = json.loads((run.path / "summary-train.json").read_text())
+    own = json.loads((run.path / "summary.json").read_text())
     assert own["eval/set/accuracy"] == 87.5
 
 
 def test_a_cut_file_is_read_up_to_the_cut_with_a_warning(offline, tmp_path):
     cfg = compose([*offline, "experiment=cut"])
-    run = RunDir.for_config(cfg)
+    run = run_dir(cfg)
     _log_run(cfg, run, {"eval/set/accuracy": 50.0}, history=40)
     original = next(run.path.glob("wandb/offline-run-*/run-*.wandb"))
     full = read_run_file(original)
@@ -103,8 +104,8 @@ def test_the_online_reader_gives_the_same_frame_as_the_offline_one(offline):
     cfg = compose([*offline, "experiment=online"])
     runs = []
     for seed, fail in ((0, False), (1, True)):
-        c = compose([*offline, "experiment=online", f"train.seed={seed}"])
-        run = RunDir.for_config(c)
+        c = compose([*offline, "experiment=online", f"run.seed={seed}"])
+        run = run_dir(c)
         _log_run(c, run, {"eval/set/accuracy": 60.0 + seed}, fail=fail)
         runs.append(run)
     offline_records = read_offline(runs[0].path.parent)
@@ -120,7 +121,7 @@ def test_the_online_reader_gives_the_same_frame_as_the_offline_one(offline):
 
 def test_table_marks_the_failed_cell_and_reduces_seeds_as_worked_out_by_hand(offline, tmp_path):
     # the demo grid narrowed to 3 heads x 2 seeds; every run "logged" with a chosen accuracy
-    overrides = [*offline, "train.seed=0,1"]
+    overrides = [*offline, "run.seed=0,1"]
     accuracy = {
         ("linear", 0): 80.0,
         ("linear", 1): 84.0,  # mean 82, sd 2.83, t(1) = 12.706: +- 25.4
@@ -131,9 +132,9 @@ def test_table_marks_the_failed_cell_and_reduces_seeds_as_worked_out_by_hand(off
     }  # both failed: no number, "2 failed"
     for job in grid_runs("demo", overrides):
         head = next(p.split("=")[1] for p in job.point if p.startswith("head="))
-        seed = job.value("train.seed")
+        seed = job.value("run.seed")
         value = accuracy[(head, seed)]
-        _log_run(job.cfg, job.run, {"eval/synth_shapes/accuracy": value or 0.0}, fail=value is None)
+        _log_run(job.cfg, job.run, {"eval/synth_shapes/pair_accuracy": value or 0.0}, fail=value is None)
     md, written = write_tables("demo", tmp_path / "results", overrides)
     rows = {
         line.split(" | ")[0].strip("| "): line.split(" | ")
@@ -161,12 +162,12 @@ def test_tables_show_the_papers_numbers_and_our_difference(offline, tmp_path):
     at = {h: c for h, c in zip(header, cells, strict=True)}
     assert at["VLRB Overall"] == "70.0 (n=1)" and at["VLRB Overall (paper)"] == "76.5"
     assert header[header.index("VLRB Overall") + 2] == "Δ" and cells[header.index("VLRB Overall") + 2] == "-6.5"
-    assert "VLRB Reas" in header and "1 without this metric" in md  # a metric the run did not log says so
+    assert "VLRB Reas" in header and "1 n/a" in md  # a metric the run did not log says so
 
 
 def test_reading_again_uses_the_cache_and_sees_a_changed_file(offline, tmp_path):
     cfg = compose([*offline, "experiment=cached"])
-    run = RunDir.for_config(cfg)
+    run = run_dir(cfg)
     _log_run(cfg, run, {"eval/set/accuracy": 1.0})
     cache = tmp_path / "cache.pkl"
     first = read_offline(run.path.parent, cache)
@@ -188,3 +189,19 @@ def test_an_average_column_averages_each_runs_own_numbers():
     by_name = {c.name: c for c in columns}
     assert column_value({"eval/x/a": 70.0, "eval/x/b": 80.0}, by_name["Avg"], by_name) == 75.0
     assert column_value({"eval/x/a": 70.0}, by_name["Avg"], by_name) is None  # a part missing: no average
+
+
+def test_a_run_made_under_an_earlier_config_is_shown_marked_never_missing(offline, tmp_path):
+    """Runs logged when the grid computed something else (here another learning rate) are found by their own recorded
+    row and seed values, marked †; a run with today's signature takes the cell back."""
+    grid = [*offline, "head=linear,mlp2_silu", "run.seed=0"]
+    for job in grid_runs("demo", [*grid, "train.lr=0.5"]):  # the runs as they were made
+        _log_run(job.cfg, job.run, {"eval/synth_shapes/pair_accuracy": 60.0})
+    md, _ = write_tables("demo", tmp_path / "results", grid)
+    assert "| 1 | none | 60.0 (n=1)† |" in md and "| 2 | silu | 60.0 (n=1)† |" in md
+    assert "missing 0" in md and "logged runs not in the grid 0" in md and "†: 2 run(s)" in md
+    today = grid_runs("demo", grid)[0]  # rerun under today's config
+    _log_run(today.cfg, today.run, {"eval/synth_shapes/pair_accuracy": 80.0})
+    md, _ = write_tables("demo", tmp_path / "results", grid)
+    assert "| 1 | none | 80.0 (n=1) |" in md and "| 2 | silu | 60.0 (n=1)† |" in md
+    assert "logged runs not in the grid 1" in md  # the earlier linear run, superseded

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rmlab.config.schema import register
 from rmlab.errors import ConfigError
 
 
@@ -29,6 +30,20 @@ def experiments() -> list[str]:
     return sorted(p.stem for p in (project_root() / "experiments").glob("*.yaml"))
 
 
+def experiment_file(experiment: str) -> Path:
+    if experiment not in experiments():
+        raise ConfigError(f"unknown experiment {experiment!r}; known: {', '.join(experiments())}")
+    return project_root() / "experiments" / f"{experiment}.yaml"
+
+
+def experiment_table(experiment: str) -> DictConfig:
+    """The table spec of an experiment, read from its file (composed configs never carry it)."""
+    table = OmegaConf.load(experiment_file(experiment)).get("table")
+    if table is None:
+        raise ConfigError(f"experiment {experiment} has no table: spec")
+    return table
+
+
 def base_overrides(experiment: str | None) -> list[str]:
     """What every composition adds: the project root on the search path, and the experiment file if any."""
     overrides = [f"hydra.searchpath=[file://{project_root()}]"]
@@ -43,12 +58,12 @@ def base_overrides(experiment: str | None) -> list[str]:
 def compose(
     overrides: list[str] | tuple[str, ...] = (), experiment: str | None = None, with_hydra: bool = False
 ) -> DictConfig:
-    """The fully composed config (typed, interpolations unresolved) for one run; `with_hydra` keeps `hydra.*`."""
+    """The fully composed config (typed, interpolations unresolved) for one run; `with_hydra` keeps `hydra.*`.
+    An experiment's `table:` is dropped: it describes the experiment, not a run (rmlab.results reads it)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from rmlab.config.schema import register
+    from omegaconf import open_dict
 
     register()
     GlobalHydra.instance().clear()
@@ -61,6 +76,8 @@ def compose(
         raise ConfigError(describe_config_error(e)) from None
     finally:
         GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.pop("table", None)
     return cfg
 
 

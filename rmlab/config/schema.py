@@ -12,8 +12,6 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from rmlab.data.synth import SynthSpec
-
 
 class Paradigm(StrEnum):
     naive = "naive"  # scalar head, Bradley-Terry loss
@@ -67,12 +65,22 @@ class InvalidPolicy(StrEnum):
     fail = "fail"  # stop at the first bad pair, naming its file and row
 
 
-class EnsembleMethod(StrEnum):
-    none = "none"  # one reward model
+class EnsembleWeighting(StrEnum):
     average = "average"  # mean of the members' scores
     accuracy = "accuracy"  # weights from each member's accuracy on the validation pairs
     confidence = "confidence"  # weights from each member's mean chosen-minus-rejected margin there
+
+
+class EnsembleMethod(StrEnum):
+    average = "average"
+    accuracy = "accuracy"
+    confidence = "confidence"
     route = "route"  # text-only prompts to `text_member`, the rest to the members (combined by `combine`)
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"  # linear warmup, then cosine decay to zero at the last step
+    constant = "constant"  # linear warmup, then the learning rate as set
 
 
 @dataclass
@@ -158,6 +166,20 @@ class DataSource:
 
 
 @dataclass
+class SynthSpec:
+    """The synthetic testbed (rmlab.testbed, `rmlab data synth`): sizes per split (train, test, val), image side, seed."""
+
+    seed: int = 0
+    mm_train: int = 2000
+    mm_test: int = 400
+    text_train: int = 2000
+    text_test: int = 400
+    mm_val: int = 500
+    text_val: int = 500
+    image_size: int = 56
+
+
+@dataclass
 class SynthConfig(SynthSpec):
     dir: str = "???"  # where the testbed lives; written there when missing
 
@@ -187,33 +209,43 @@ class DataMixConfig:
 
 @dataclass
 class EnsembleConfig:
-    method: EnsembleMethod = EnsembleMethod.none
+    """The ensemble stage (stage=ensemble): trained reward models scored as one (rmlab.eval.ensemble)."""
+
+    method: EnsembleMethod = EnsembleMethod.average
     members: list[str] = field(default_factory=list)  # run directories, model directories or run signatures
     text_member: str | None = None  # route: the reward model that scores text-only prompts
-    combine: EnsembleMethod = EnsembleMethod.average  # route: how the other members combine (average|accuracy|...)
+    combine: EnsembleWeighting = EnsembleWeighting.average  # route: how the other members combine
     standardize: bool = True  # z-score each member on the validation pairs before combining (false: raw scores)
     val_pairs: int = 1000  # validation pairs, drawn evenly across the data_mix.val sources
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """What every stage reads: the seed, and how a run uses its machine, saves and shows progress."""
+
     seed: int = 0
+    deterministic: bool = True
+    threads: int = 0  # torch threads; 0 = what SLURM allots or all cores
+    save_every: int = 200  # checkpoint every N steps (0 = only at the end)
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The reward-model stage's optimization (and the fine-tuning of stage=selfcompare)."""
+
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
-    schedule: str = "cosine"
+    schedule: Schedule = Schedule.cosine
     batch_size: int = 8  # pairs per micro-batch
     grad_accum: int = 1
     pair_layout: PairLayout = PairLayout.shared_prefix  # how a pair becomes model input; same scores either way
     max_steps: int = 1000  # optimizer steps
     max_grad_norm: float = 1.0
     eval_every: int = 200  # validation accuracy every N steps (0 = only at the end)
-    save_every: int = 200  # checkpoint every N steps (0 = only at the end)
-    keep_checkpoints: int = 2
-    threads: int = 0  # torch threads; 0 = what SLURM allots or all cores
-    deterministic: bool = True
     init_from: str | None = None  # start from this run's trained weights (run dir, model dir or signature)
-    progress: bool = True
 
 
 @dataclass
@@ -272,9 +304,12 @@ class LauncherConfig:
 
 
 class Stage(StrEnum):
-    reward_model = "reward_model"  # train (or, with an ensemble, evaluate) a reward model: the default
+    """What a run does; each stage reads its own config node (rmlab.config.stages says which)."""
+
+    reward_model = "reward_model"  # train a reward model (or fine-tune a policy: paradigm=sft): the default
     rl = "rl"  # train a policy with rewards (rmlab.rl)
-    selfcompare = "selfcompare"  # SkyMath-style self-compare fine-tuning of a policy (our reading; rmlab.rl)
+    selfcompare = "selfcompare"  # SkyMath-style self-compare fine-tuning of a policy (our reading; rmlab.train)
+    ensemble = "ensemble"  # fit and score an ensemble of trained reward models (rmlab.eval.ensemble)
 
 
 class RLAlgorithm(StrEnum):
@@ -330,11 +365,13 @@ class RLConfig:
     reward_model: str | None = None  # model / hybrid / pairwise: a trained rmlab model (run dir or signature)
     reward_transform: RewardTransform = RewardTransform.sigmoid  # how a model's score becomes the reward
     steps: int = 50  # policy updates
+    lr: float = 1e-4  # constant
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
     prompts_per_step: int = 8
     group_size: int = 8  # rollouts per prompt (G)
     max_new_tokens: int = 16
     temperature: float = 1.0
-    lr: float = 1e-4
     clip_low: float = 0.2
     clip_high: float = 0.2  # DAPO's clip-higher: 0.28
     loss_agg: LossAgg = LossAgg.token_mean
@@ -356,9 +393,11 @@ class RLConfig:
 @dataclass
 class SelfCompareConfig:
     """SkyMath's self-compare fine-tuning as we read it (the paper's body was not available: an unverified recipe).
-    The policy `rl.policy` answers the mix's training questions; each answer is compared with the reference in a
-    second turn, and the comparison plus the corrected answer become SFT data, trained on from that policy."""
+    The policy answers the mix's training questions; each answer is compared with the reference in a second turn,
+    and the comparison plus the corrected answer become SFT data, trained on (with `train`) from that policy."""
 
+    policy: str | None = None  # the policy: an SFT run (paradigm=sft) dir or signature
+    max_new_tokens: int = 16  # the length of its answers
     include_correct: bool = False  # also train on comparisons of answers that were already right
     use_reference: bool = True  # show the reference answer in the reflection turn (false: the model checks alone)
     reflection_prompt: str = (
@@ -382,6 +421,7 @@ class RMLabConfig:
     experiment: str = "default"
     stage: Stage = Stage.reward_model
     label: str = ""  # a name for this configuration in tables (an experiment's variants set it)
+    run: RunConfig = field(default_factory=RunConfig)
     paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -397,7 +437,9 @@ class RMLabConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    table: Any = None  # an experiment's table spec rides along (read by the results stage)
+    # An experiment file's table spec: allowed here so the file composes, removed from every composed config (the
+    # results stage reads it from the file; runs never carry it).
+    table: Any = None
 
 
 def register() -> None:

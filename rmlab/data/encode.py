@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rmlab.data.records import PreferencePair, open_image
+from rmlab.util.progress import progress as bar
 
 # Processor outputs that run along the token axis (padded like input_ids); every other tensor the processor returns
 # describes the images and is concatenated along dim 0 in sequence order.
@@ -217,8 +218,6 @@ def encode_all(encoder: PairEncoder, pairs: list[PreferencePair], desc: str, pro
     With a validator (rmlab.data.validate) an overlong pair is counted there, or stops the run under policy `fail`.
     """
     import sys
-
-    from rmlab.util.progress import progress as bar
 
     encoded, kept, overlong = [], [], []
     for pair in bar(pairs, desc=desc, enabled=progress):

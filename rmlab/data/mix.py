@@ -8,31 +8,14 @@ after all of that) and the counts of everything skipped go into the run's summar
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from rmlab.data.adapters import iter_pairs
 from rmlab.data.records import PreferencePair
-from rmlab.data.synth import SynthSpec, write_testbed
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, DataError
-from rmlab.util.atomic import file_lock
-
-
-def ensure_synth(synth) -> None:
-    """Write the synthetic testbed where the mix expects it, once (parallel jobs wait on a lock)."""
-    if synth is None:
-        return
-    spec = SynthSpec(**{f.name: synth[f.name] for f in fields(SynthSpec)})
-    out = Path(synth.dir)
-    manifest = out / "MANIFEST.json"
-    with file_lock(out.parent / f".{out.name}.lock"):
-        if manifest.exists() and json.loads(manifest.read_text()).get("spec") == spec.__dict__:
-            return
-        write_testbed(out, spec)
 
 
 @dataclass

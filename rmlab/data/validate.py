@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from rmlab.data.adapters import iter_pairs
 from rmlab.data.adapters.base import LoadReport, message_text
 from rmlab.data.records import PreferencePair, count_parts, image_bytes_or_path
 from rmlab.errors import DataError
@@ -151,13 +152,14 @@ class Validator:
         }
 
 
-def validate_file(cfg, adapter: str, path: str, image_root: str | None, options: dict, policy: str) -> dict:
-    """`rmlab data validate`: every check on one dataset file, tokenized with the config's backbone processor."""
-    from rmlab.data.adapters import iter_pairs
-    from rmlab.data.encode import PairEncoder, encode_all
-    from rmlab.models.backbone import load_processor_only
+def validate_file(
+    adapter: str, path: str, image_root: str | None, options: dict, policy: str, processor, max_length: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict:  # fmt: skip
+    """`rmlab data validate`: every check on one dataset file, tokenized with a backbone's processor."""
+    from rmlab.data.encode import PairEncoder, encode_all  # torch
 
-    validator = Validator(policy=policy, max_pixels=cfg.data_mix.max_image_pixels)
+    validator = Validator(policy=policy, max_pixels=max_pixels)
     pairs = [
         p
         for p in iter_pairs(
@@ -165,6 +167,5 @@ def validate_file(cfg, adapter: str, path: str, image_root: str | None, options:
         )
         if validator.keep(p)
     ]
-    encoder = PairEncoder(load_processor_only(cfg.backbone, cfg.scale), cfg.data_mix.max_length)
-    encode_all(encoder, pairs, "encode", progress=False, validator=validator)
-    return {"dataset": adapter, "path": path, "max_length": cfg.data_mix.max_length, **validator.summary()}
+    encode_all(PairEncoder(processor, max_length), pairs, "encode", progress=False, validator=validator)
+    return {"dataset": adapter, "path": path, "max_length": max_length, **validator.summary()}

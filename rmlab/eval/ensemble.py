@@ -1,4 +1,4 @@
-"""Ensembles of trained reward models (the `ensemble` axis), scored like one model.
+"""Ensembles of trained reward models (`stage=ensemble`, the `ensemble` axis), scored like one model.
 
 Members are run directories, saved model directories or run signatures (looked up under `paths.runs`). Each
 member scores a validation set first: `ensemble.val_pairs` pairs drawn evenly across the `data_mix.val` sources
@@ -14,6 +14,9 @@ scores are z-scored with them before combining, unless `standardize` is off), an
 
 A combined score is sum_m w_m * z_m(score). A judge that only chooses (LongCoT-GRM) counts as scores (1, 0) for the
 response it names ((0.5, 0.5) when it names none). A pair is scored when every member it is routed to can encode it.
+
+The stage (`ensemble_stage`) fits the ensemble and scores it on the mix's test sources and `eval.benchmarks`, in its
+own run directory (`ensemble.json`: each member's weight and standardization).
 """
 
 from __future__ import annotations
@@ -21,15 +24,22 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmlab.data.mix import load_sources, resolve_sources
 from rmlab.errors import ConfigError
-from rmlab.eval.score import PairScoring
-from rmlab.launch.run_dir import resolve_run
+from rmlab.eval.benchmarks.run import evaluate_configured
+from rmlab.eval.score import PairScoring, load_scorer
+from rmlab.runtime.lifecycle import StageRun
+from rmlab.runtime.run_dir import resolve_run
+from rmlab.tracking.logger import numeric_leaves
+from rmlab.util.atomic import atomic_write_json
+from rmlab.util.registry import Registry
 
-WEIGHTED = ("average", "accuracy", "confidence")
+# name -> (each member's (chosen, rejected) scores on the validation pairs) -> raw weights, one per member
+WEIGHTINGS: Registry[Callable] = Registry("ensemble weighting")
 
 
 def member_scores(verdict: dict) -> tuple[float, float]:
@@ -56,17 +66,24 @@ class Standardizer:
         return (value - self.mean) / self.std
 
 
+@WEIGHTINGS.register("average")
+def _average(scores: list[list[tuple[float, float]]]) -> list[float]:
+    return [1.0] * len(scores)
+
+
+@WEIGHTINGS.register("accuracy")
+def _accuracy(scores: list[list[tuple[float, float]]]) -> list[float]:
+    return [sum(c > r for c, r in member) / len(member) for member in scores]
+
+
+@WEIGHTINGS.register("confidence")
+def _confidence(scores: list[list[tuple[float, float]]]) -> list[float]:
+    return [max(0.0, statistics.fmean(c - r for c, r in member)) for member in scores]
+
+
 def weights(method: str, scores: list[list[tuple[float, float]]]) -> list[float]:
     """Each member's weight from its (standardized) scores of the validation pairs, summing to 1."""
-    n = len(scores)
-    if method == "average":
-        return [1.0 / n] * n
-    if method == "accuracy":
-        raw = [sum(c > r for c, r in member) / len(member) for member in scores]
-    elif method == "confidence":
-        raw = [max(0.0, statistics.fmean(c - r for c, r in member)) for member in scores]
-    else:
-        raise ConfigError(f"unknown ensemble weighting {method!r}; known: {', '.join(WEIGHTED)}")
+    raw = WEIGHTINGS.get(method)(scores)
     total = sum(raw)
     if total <= 0:
         raise ConfigError(f"ensemble={method}: every member scores at or below chance on the validation pairs")
@@ -162,8 +179,6 @@ class EnsembleScorer(PairScoring):
 def validation_pairs(cfg) -> list:
     """`ensemble.val_pairs` pairs drawn evenly across the `data_mix.val` sources (seeded); a source with fewer
     than its share gives all it has and the others make up the rest."""
-    from rmlab.data.mix import load_sources, resolve_sources
-
     sources = resolve_sources(cfg.data_mix.val, cfg.datasets)
     pools = [load_sources([src]) for src in sources]
     rng = random.Random(f"ensemble-val-{cfg.data_mix.seed}")
@@ -183,8 +198,6 @@ def member_name(path: Path) -> str:
 
 def build_ensemble(cfg, progress: bool = False) -> EnsembleScorer:
     """The configured ensemble, its members loaded and fitted on the validation pairs."""
-    from rmlab.eval.standalone import load_scorer
-
     e = cfg.ensemble
     method = str(e.method)
     if not e.members:
@@ -205,8 +218,7 @@ def build_ensemble(cfg, progress: bool = False) -> EnsembleScorer:
     if method != "route":
         return EnsembleScorer({"all": Route.fit(names, scorers, method, e.standardize, val, "all")})
     combine = str(e.combine)
-    if combine not in WEIGHTED:
-        raise ConfigError(f"ensemble.combine={combine}: choose one of {', '.join(WEIGHTED)}")
+    WEIGHTINGS.get(combine)
     text_names, text_scorers = load([e.text_member])
     text_val = [p for p in val if is_text_only(p)]
     other_val = [p for p in val if not is_text_only(p)]
@@ -227,34 +239,12 @@ def _check_members_done(paths: list[Path]) -> None:
                 raise ConfigError(f"ensemble member {path} is {state}, not done: train it first (rmlab sweep --retry)")
 
 
-def run_ensemble(cfg) -> dict[str, dict]:
-    """Evaluate the configured ensemble in its own run directory (as a training run would be: status, lock, logs),
-    on the mix's test sources and `eval.benchmarks`; return the results."""
-    from rmlab.data.mix import ensure_synth, resolve_sources
-    from rmlab.eval.benchmarks.run import evaluate_configured
-    from rmlab.launch.run_dir import RunDir
-    from rmlab.tracking.logger import RunLogger, numeric_leaves
-    from rmlab.util.atomic import atomic_write_json
-
-    run = RunDir.for_config(cfg)
-    if run.status().get("state") == "done":
-        print(f"[rmlab] {run.path}: already done, skipped")
-        return json.loads((run.path / "results.json").read_text()) if (run.path / "results.json").exists() else {}
-    ensure_synth(cfg.data_mix.synth)
-    with run.lock() as held:
-        if not held:
-            raise ConfigError(f"{run.path}: already being evaluated by another process")
-        run.start_attempt(cfg)
-        try:
-            ensemble = build_ensemble(cfg, progress=cfg.train.progress)
-            atomic_write_json(run.path / "ensemble.json", ensemble.summary())
-            results = ensemble.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
-            results.update(evaluate_configured(cfg, ensemble, run.eval_dir))
-            atomic_write_json(run.path / "results.json", results)
-            with RunLogger(cfg, run, job_type="eval") as log:
-                log.summary({**numeric_leaves(results, "eval/"), "run/state": "done"})
-        except BaseException as e:
-            run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
-            raise
-    run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return results
+def ensemble_stage(stage: StageRun) -> None:
+    """The stage's body: the ensemble fitted on the validation pairs, then scored on the mix's test sources and
+    `eval.benchmarks` (predictions with each member's own scores)."""
+    cfg, run = stage.cfg, stage.run
+    ensemble = build_ensemble(cfg, progress=cfg.run.progress)
+    atomic_write_json(run.path / "ensemble.json", ensemble.summary())
+    results = ensemble.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
+    results.update(evaluate_configured(cfg, ensemble, run.eval_dir))
+    stage.log.summary(numeric_leaves(results, "eval/"))

@@ -1,7 +1,8 @@
-"""Scoring preference pairs with a trained reward model; per-set predictions.jsonl and metrics.json.
+"""Scoring preference pairs with a trained model; per-set predictions.jsonl and metrics.json.
 
 Pairs are batched in order of length (less padding), scored without gradients, and written back in file order.
-Accuracy is strict (`chosen > rejected`; a tie counts as wrong), as TRL, OpenRLHF and the MM-RLHF script count it.
+A reward model's metric is `pair_accuracy`, strict (`chosen > rejected`; a tie counts as wrong), as TRL, OpenRLHF
+and the MM-RLHF script count it. A policy (paradigm=sft) answers the prompt instead: its metric is `exact_match`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
+from rmlab.data.encode import encode_all
+from rmlab.data.mix import load_sources
+from rmlab.errors import ConfigError
+from rmlab.models.reward_model import load_reward_model
+from rmlab.paradigms import get_paradigm
 from rmlab.paradigms.base import verdict_right
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
+from rmlab.util.progress import progress as progress_bar
 
-CONVENTION = (
-    "accuracy = % of pairs with reward_chosen > reward_rejected (strict: ties count as wrong); a generative "
-    "judge's verdict counts when it names the chosen response (an unreadable verdict is wrong)"
-)
+CONVENTIONS = {
+    "pair_accuracy": "% of pairs with reward_chosen > reward_rejected (strict: ties count as wrong); a generative "
+    "judge's verdict counts when it names the chosen response (an unreadable verdict is wrong)",
+    "exact_match": "% of prompts whose greedy answer equals the chosen response after normalization (an <answer> "
+    "tag's content, case, surrounding punctuation)",
+}
 
 
 def pair_accuracy(verdicts) -> float:
@@ -39,23 +49,22 @@ def by_position(verdicts) -> dict[str, float]:
     return out
 
 
-def metrics_for(pairs, verdicts, skipped: dict[str, int]) -> dict:
-    """Accuracy (percent), overall and per category, with counts and the convention used."""
+def metrics_for(pairs, verdicts, skipped: dict[str, int], metric: str = "pair_accuracy") -> dict:
+    """The metric (percent: `pair_accuracy` or `exact_match`, whichever the scorer's verdicts measure), overall and
+    per category, with counts and the convention used."""
     by_category = defaultdict(list)
     for p, v in zip(pairs, verdicts, strict=True):
         by_category[p.category or "all"].append(v)
     position = by_position(verdicts)
     return {
-        **({"accuracy_by_position": position} if position else {}),
-        "accuracy": 100.0 * pair_accuracy(verdicts),
+        **({f"{metric}_by_position": position} if position else {}),
+        metric: 100.0 * pair_accuracy(verdicts),
         "n": len(verdicts),
         "ties": sum("scores" in v and v["scores"][0] == v["scores"][1] for v in verdicts),
         "unreadable": sum("choice" in v and v["choice"] is None for v in verdicts),
         "skipped": skipped,
-        "per_category": {
-            k: {"accuracy": 100.0 * pair_accuracy(v), "n": len(v)} for k, v in sorted(by_category.items())
-        },
-        "convention": CONVENTION,
+        "per_category": {k: {metric: 100.0 * pair_accuracy(v), "n": len(v)} for k, v in sorted(by_category.items())},
+        "convention": CONVENTIONS[metric],
     }
 
 
@@ -76,10 +85,12 @@ def write_predictions(out_dir: Path, pairs, verdicts, metrics: dict) -> None:
 
 class PairScoring:
     """What scores pairs for evaluation, one model or an ensemble: `score_pairs`, `scalar` (one comparable score per
-    response) and `name`; scoring whole sets and held-out sources is built on those."""
+    response), `name` and `metric` (what its verdicts measure); scoring whole sets and held-out sources is built on
+    those."""
 
     name = ""
     scalar = True
+    metric = "pair_accuracy"
 
     def score_pairs(self, pairs, desc: str = "encode") -> tuple[list[dict], list, dict[str, int]]:
         raise NotImplementedError
@@ -87,14 +98,12 @@ class PairScoring:
     def score_set(self, pairs, out_dir: Path) -> dict:
         """Score and write one evaluation set; return its metrics."""
         verdicts, pairs, skipped = self.score_pairs(pairs, f"encode {out_dir.name}")
-        metrics = metrics_for(pairs, verdicts, skipped)
+        metrics = metrics_for(pairs, verdicts, skipped, self.metric)
         write_predictions(out_dir, pairs, verdicts, metrics)
         return metrics
 
     def evaluate(self, sources, out_dir_for: Callable[[str], Path]) -> dict[str, dict]:
         """Score each held-out source; `out_dir_for(name)` says where its predictions and metrics go."""
-        from rmlab.data.mix import load_sources
-
         return {src.name: self.score_set(load_sources([src]), out_dir_for(src.name)) for src in sources}
 
 
@@ -117,16 +126,18 @@ class Scorer(PairScoring):
     def scalar(self) -> bool:
         return self.paradigm.scalar
 
+    @property
+    def metric(self) -> str:
+        return self.paradigm.metric
+
     @torch.no_grad()
     def score(self, items) -> list[dict]:
         """A verdict per encoded pair (`{"scores": [chosen, rejected]}` and/or `{"choice": ...}`), in item order."""
-        from rmlab.util.progress import progress as bar
-
         order = sorted(range(len(items)), key=lambda i: items[i].length)
         verdicts: list = [None] * len(items)
         was_training = self.model.training
         self.model.eval()
-        for start in bar(range(0, len(order), self.batch_size), desc="score", enabled=self.progress):
+        for start in progress_bar(range(0, len(order), self.batch_size), desc="score", enabled=self.progress):
             idx = order[start : start + self.batch_size]
             batch = self.paradigm.score(self.model, [items[i] for i in idx], self.encoder, self.cfg)
             for i, verdict in zip(idx, batch, strict=True):
@@ -136,7 +147,36 @@ class Scorer(PairScoring):
 
     def score_pairs(self, pairs, desc: str = "encode") -> tuple[list[dict], list, dict[str, int]]:
         """(verdicts, the pairs they are for, skipped counts): pairs are encoded here, overlong ones left out."""
-        from rmlab.data.encode import encode_all
-
         encoded, kept, skipped = encode_all(self.encoder, pairs, desc, progress=False)
         return self.score(encoded), kept, skipped
+
+
+def scorer_for(cfg, model, encoder, progress: bool = False) -> Scorer:
+    """Scores pairs the way this config trains them (its paradigm and options)."""
+    return Scorer(model, encoder, get_paradigm(cfg.paradigm.name), cfg, cfg.eval.batch_size, progress)
+
+
+def model_dir_of(path: Path) -> tuple[Path, Path | None]:
+    """(saved model directory, run directory or None) for what `eval.model` points at."""
+    if (path / "rmlab_model.json").exists():
+        run = path.parent if (path.parent / "status.json").exists() else None
+        return path, run
+    if (path / "model" / "rmlab_model.json").exists():
+        return path / "model", path
+    raise ConfigError(f"eval.model={path}: neither a run directory (with model/) nor a saved rmlab model")
+
+
+def load_scorer(ref: str | Path, cfg, progress: bool = False):
+    """(Scorer, run directory or None) for a run directory or saved model: the model on this machine's GPU when
+    there is one, scoring as its run was trained (paradigm options, pair layout, max length); a model outside a run
+    scores with `cfg`, whose paradigm must be the model's."""
+    model_dir, run_dir = model_dir_of(Path(ref))
+    score_cfg = OmegaConf.load(run_dir / "config.yaml") if run_dir else cfg
+    model, processor = load_reward_model(model_dir)
+    if str(score_cfg.paradigm.name) != model.paradigm:
+        raise ConfigError(f"{model_dir} is a {model.paradigm} model: score it with paradigm={model.paradigm}")
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    encoder = get_paradigm(model.paradigm).encoder(processor, score_cfg)
+    run_scorer = scorer_for(score_cfg, model, encoder, progress=progress)
+    run_scorer.batch_size = cfg.eval.batch_size
+    return run_scorer, run_dir

@@ -6,11 +6,13 @@ import copy
 import itertools
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from rmlab.config.compose import compose
-from rmlab.launch.run_dir import RunDir
+from rmlab.config.compose import compose, project_root
+from rmlab.errors import ConfigError
 from rmlab.launch.signature import signature_of
+from rmlab.runtime.run_dir import RunDir
 
 
 def sweep_params(experiment: str, overrides: list[str] = ()) -> dict[str, str]:
@@ -25,8 +27,6 @@ def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
 
     A command-line override of a swept key (`head=linear`) replaces that axis, as in a Hydra multirun.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parser = OverridesParser.create()
     parsed_cli = parser.parse_overrides(list(overrides))
     fixed = [text for text, o in zip(overrides, parsed_cli, strict=True) if not o.is_sweep_override()]
@@ -47,8 +47,6 @@ def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
 def _is_plain(override) -> bool:
     """A `key=value` override of an existing key that is not a config group (it can be applied to a composed
     config directly, as Hydra would apply it after composing the defaults)."""
-    from rmlab.config.compose import project_root
-
     if override.is_add() or override.is_delete() or override.is_force_add() or override.is_sweep_override():
         return False
     key = override.get_key_element()
@@ -71,10 +69,7 @@ class Job:
 
     def _place(self) -> None:
         self.signature = signature_of(self.container)
-        runs = self.value("paths.runs")
-        self.run = RunDir(
-            Path(runs).resolve() / self.container["experiment"] / self.signature, self.signature, self.experiment
-        )
+        self.run = RunDir.under(self.value("paths.runs"), self.container["experiment"], self.signature)
 
     def set(self, dotted: str, value) -> None:
         """Change one value of this job's config (its signature and run directory follow)."""
@@ -87,8 +82,7 @@ class Job:
     def is_downstream(self) -> bool:
         """Does this job read other runs (an ensemble of reward models, a policy trained with them)? Such jobs run
         after the sweep's others."""
-        ensemble = str(_get_dotted(self.container, "ensemble.method") or "none") != "none"
-        return ensemble or str(_get_dotted(self.container, "stage") or "reward_model") in ("rl", "selfcompare")
+        return str(self.container.get("stage") or "reward_model") in DOWNSTREAM_STAGES
 
     @property
     def cfg(self) -> DictConfig:
@@ -141,8 +135,6 @@ def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
     copy of that config's container, which is all its signature needs (a 1,000-job seed or learning-rate grid costs
     one composition, not 1,000).
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parser = OverridesParser.create()
     known: dict[str, object] = {}  # each distinct override string parsed once (Hydra's parser is slow)
     base: dict[tuple, tuple[DictConfig, dict]] = {}
@@ -167,7 +159,8 @@ def _is_override(ref: str) -> bool:
 
 
 # Config fields that name other runs: a run directory, a model directory, a signature, or a grid override.
-REFERENCES = ("ensemble.members", "ensemble.text_member", "rl.policy", "rl.reward_model")
+REFERENCES = ("ensemble.members", "ensemble.text_member", "rl.policy", "rl.reward_model", "selfcompare.policy")
+DOWNSTREAM_STAGES = ("rl", "selfcompare", "ensemble")  # the stages that read other runs
 
 
 def _link_references(jobs: list[Job]) -> None:
@@ -175,8 +168,6 @@ def _link_references(jobs: list[Job]) -> None:
     `rl.reward_model: "+variant/rl_rewards=reward_model"`): the job of this sweep whose overrides are this one's
     with that one swapped in. The reference is replaced by that job's signature, so the downstream job's own
     signature changes whenever what it reads does."""
-    from rmlab.errors import ConfigError
-
     by_point = {frozenset(j.point): j for j in jobs}
 
     def linked(job: Job, field: str, ref: str) -> str:

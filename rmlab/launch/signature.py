@@ -1,56 +1,150 @@
-"""The signature: a short hash of a run's config, naming its run directory and its wandb run id.
+"""The signature: a short hash of what a run computes, naming its run directory, its submitit folder and its wandb id.
 
-Hashed is the config as composed, interpolations left as written: every value an interpolation reads is in the
-config too, so nothing that changes a run escapes the hash, and a path built from `${paths.data}` hashes the same
-wherever the data lives. Left out are the keys that do not change what a run computes: where files live (`paths`,
-`datasets`, `benchmarks`), tracking, the launcher, evaluation settings, progress bars and checkpoint frequency. Two
-ways to the same config (`head=mlp3_silu` or `head.layers=3`) give the same signature.
+Hashed is the config's difference from the schema's defaults (as Dora hashes a run's delta), in the nodes the run's
+stage reads (rmlab.config.stages), with interpolations left as written (a path built from `${paths.data}` hashes the
+same wherever the data lives). So:
+
+- adding a config field with a default renames no run: a value at its default is not in the difference;
+- a value no stage computes with is never hashed: where files live (`paths`, `datasets`, `benchmarks`,
+  `data_mix.synth.dir`), display labels, the hub-id catalogue, tracking, the launcher, evaluation settings, progress,
+  threads and checkpoint frequency (EXCLUDED);
+- changing what a default means would otherwise leave finished runs under a name that no longer fits them: such a key
+  goes in CHANGED_DEFAULTS with a version, which enters the hash of every run that leaves the key at its default.
+
+Two ways to the same config (`head=mlp3_silu` or `head.layers=3`) give the same signature.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import hashlib
 import json
+import types
+import typing
 
 from omegaconf import DictConfig, OmegaConf
 
+from rmlab.config import schema
+from rmlab.config.stages import stage_of
+from rmlab.runtime.run_dir import RunDir
+
+LENGTH = 12
 EXCLUDED = (
+    "label",
     "paths",
     "datasets",
     "benchmarks",
     "launcher",
     "tracking",
-    "table",
     "eval",
-    "train.progress",
-    "train.threads",
+    "table",
+    "backbone.hub_ids",
+    "data_mix.synth.dir",
+    "run.threads",
+    "run.progress",
+    "run.save_every",
+    "run.keep_checkpoints",
     "train.eval_every",
-    "train.save_every",
-    "train.keep_checkpoints",
 )
-LENGTH = 12
+# Keys whose default value changed what a run computes, each with the number of such changes; e.g. {"train.lr": 1}
+# after the default learning rate changes once. Empty: no default has changed meaning since signatures began.
+CHANGED_DEFAULTS: dict[str, int] = {}
+
+_SAME = object()  # a value equal to its default: left out of the difference
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _structured(tp):
+    """The dataclass a field's type names (through `X | None`), or None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if found else None
+    return None
+
+
+@functools.cache
+def _defaults(cls) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cls), resolve=False, enum_to_str=True)
+
+
+def _value(value, tp):
+    """A value as the hash sees it: structured parts as their own difference from their dataclass's defaults (so a
+    list of data sources is stable when DataSource gains a field), everything else as it is."""
+    cls = _structured(tp)
+    if cls is not None and isinstance(value, dict):
+        diff = _diff(value, cls)
+        return {} if diff is _SAME else diff
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and isinstance(value, list) and args:
+        return [_value(v, args[0]) for v in value]
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return {k: _value(v, args[1]) for k, v in value.items()}
+    return value
+
+
+def _diff(container: dict, cls):
+    """The part of a container that differs from dataclass `cls`'s defaults (_SAME when none does). Keys the schema
+    does not know (none, for a typed config) are kept whole."""
+    defaults, hints, out = _defaults(cls), _hints(cls), {}
+    for key, value in container.items():
+        tp = hints.get(key)
+        if key in defaults and value == defaults[key]:
+            continue
+        sub_cls = _structured(tp)
+        if sub_cls is not None and isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            sub = _diff(value, sub_cls)
+            if sub is not _SAME:
+                out[key] = sub
+            continue
+        out[key] = _value(value, tp)
+    return out or _SAME
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.get(part)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(leaf, None)
+
+
+def _get(tree: dict, dotted: str, default=None):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
 
 
 def payload_of(container: dict) -> dict:
-    """The part of a config container the signature hashes (a copy; the container is left as it is). A reward-model
-    run leaves out the policy stage's settings (`stage`, `rl`), and every other run the self-compare settings: they
-    do not read them."""
-    payload = {k: v for k, v in container.items() if k not in EXCLUDED}
-    stage = payload.get("stage", "reward_model")
-    if stage == "reward_model":
-        payload.pop("stage", None)
-        payload.pop("rl", None)
-    if stage != "selfcompare":
-        payload.pop("selfcompare", None)
-    for dotted in (e for e in EXCLUDED if "." in e):
-        section, leaf = dotted.split(".", 1)
-        if isinstance(payload.get(section), dict):
-            payload[section] = {k: v for k, v in payload[section].items() if k != leaf}
+    """What the signature hashes, from a config container (interpolations unresolved, enums as strings)."""
+    nodes = stage_of(container).nodes
+    read = copy.deepcopy({k: v for k, v in container.items() if k in nodes})  # the container stays as it was
+    for dotted in EXCLUDED:
+        _drop(read, dotted)
+    diff = _diff(read, schema.RMLabConfig)
+    payload = {} if diff is _SAME else diff
+    at_default = {
+        key: n
+        for key, n in sorted(CHANGED_DEFAULTS.items())
+        if key.split(".")[0] in nodes and _get(payload, key, _SAME) is _SAME
+    }
+    if at_default:
+        payload["changed_defaults"] = at_default
     return payload
 
 
 def signature_payload(cfg: DictConfig) -> dict:
-    """The config the signature hashes (for inspection)."""
+    """The payload of a composed config (for inspection: `rmlab train --cfg` prints it)."""
     return payload_of(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
 
 
@@ -61,3 +155,8 @@ def signature_of(container: dict) -> str:
 
 def signature(cfg: DictConfig) -> str:
     return signature_of(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+
+
+def run_dir(cfg: DictConfig) -> RunDir:
+    """The run directory a config names: `<paths.runs>/<experiment>/<signature>/`."""
+    return RunDir.under(cfg.paths.runs, cfg.experiment, signature(cfg))

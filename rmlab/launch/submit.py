@@ -19,7 +19,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rmlab.launch.grid import Job, grid_runs
-from rmlab.launch.run_dir import RunDir
+from rmlab.launch.job import TrainJob, run_config
+from rmlab.runtime.run_dir import RunDir
 
 ALIVE_SLURM_STATES = {
     "PENDING",
@@ -194,8 +195,6 @@ def submit_slurm(planned: list[Planned], experiment_dir: Path) -> list:
 
 
 def _submit_arrays(todo: list[Planned], experiment_dir: Path, dependency: str | None) -> list:
-    from rmlab.launch.job import TrainJob
-
     groups: dict[str, list[Planned]] = {}
     for p in todo:
         groups.setdefault(repr(sorted(_resources(p.cfg.launcher).items())), []).append(p)
@@ -220,8 +219,6 @@ def _submit_arrays(todo: list[Planned], experiment_dir: Path, dependency: str | 
 def run_local(planned: list[Planned], experiment_dir: Path, parallelism: int) -> None:
     """submitit subprocesses on this machine, `parallelism` at a time (ensemble jobs once every training job has
     ended); returns when all have ended."""
-    from rmlab.launch.job import TrainJob
-
     todo = [p for p in planned if p.submit]
     running: list = []
     while todo or running:
@@ -230,7 +227,7 @@ def run_local(planned: list[Planned], experiment_dir: Path, parallelism: int) ->
             p = todo.pop(0)
             launcher = p.cfg.launcher
             cfg = p.cfg.copy()
-            cfg.train.threads = int(launcher.cpus_per_task)  # no SLURM to say how many cores a job may use
+            cfg.run.threads = int(launcher.cpus_per_task)  # no SLURM to say how many cores a job may use
             executor = _executor(experiment_dir / ".submitit", "local", _resources(launcher), 0)
             job = executor.submit(TrainJob(cfg))
             _record_submission(job, p.run, "local")
@@ -242,8 +239,6 @@ def run_local(planned: list[Planned], experiment_dir: Path, parallelism: int) ->
 def run_inline(planned: list[Planned]) -> None:
     """One after another in this process; a failing job is recorded in its run and the sweep goes on."""
     import traceback
-
-    from rmlab.launch.job import run_config
 
     for p in planned:
         if p.submit:

@@ -16,13 +16,11 @@ from transformers.utils import logging as _transformers_logging
 
 from rmlab.config.schema import TinyConfig
 from rmlab.errors import ConfigError
-from rmlab.models.processors import load_processor
-from rmlab.models.tiny import build_tiny
+from rmlab.models.families import FAMILIES, build_tiny
 
 _transformers_logging.disable_progress_bar()
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-VL_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2")
 
 
 def backbone_source(backbone, scale) -> str:
@@ -38,27 +36,21 @@ def backbone_source(backbone, scale) -> str:
     return hub_ids[scale.name]
 
 
-def _auto_class(family: str):
-    import transformers as tf
-
-    return tf.AutoModelForImageTextToText if family in VL_FAMILIES else tf.AutoModelForCausalLM
-
-
 def _tiny_config(scale) -> TinyConfig:
     return TinyConfig(**{f.name: scale.tiny[f.name] for f in fields(TinyConfig)})
 
 
 def load_backbone(backbone, scale, seed: int = 0):
     """(generative model, processor) for the configured backbone, in the configured dtype."""
-    family = str(backbone.family)
+    family = FAMILIES.get(backbone.family)
     source = backbone_source(backbone, scale)
     dtype = DTYPES[str(backbone.dtype)]
     if source == "tiny":
-        model, processor = build_tiny(family, _tiny_config(scale), seed=seed)
+        model, processor = build_tiny(family.name, _tiny_config(scale), seed=seed)
         model = model.to(dtype)
     else:
-        processor = load_processor(source, family, trust_remote_code=backbone.trust_remote_code)
-        model = _auto_class(family).from_pretrained(
+        processor = family.load_processor(source, trust_remote_code=backbone.trust_remote_code)
+        model = family.auto_class().from_pretrained(
             source,
             dtype=dtype,
             attn_implementation=backbone.attn_implementation,
@@ -72,7 +64,7 @@ def load_processor_only(backbone, scale):
     source = backbone_source(backbone, scale)
     if source == "tiny":
         return build_tiny(str(backbone.family), _tiny_config(scale))[1]
-    return load_processor(source, str(backbone.family), trust_remote_code=backbone.trust_remote_code)
+    return FAMILIES.get(backbone.family).load_processor(source, trust_remote_code=backbone.trust_remote_code)
 
 
 def freeze_vision_tower(model, prefixes) -> int:
@@ -116,7 +108,7 @@ def prepare_backbone(cfg, uses_lm_head: bool):
     checkpointing, LoRA. A paradigm that never reads the LM head (a scalar head on hidden states) freezes it, which
     keeps it out of the optimizer and the checkpoints."""
     b = cfg.backbone
-    model, processor = load_backbone(b, cfg.scale, seed=cfg.train.seed)
+    model, processor = load_backbone(b, cfg.scale, seed=cfg.run.seed)
     lm_head = model.get_output_embeddings()
     if not uses_lm_head and lm_head is not None and lm_head.weight is not model.get_input_embeddings().weight:
         lm_head.requires_grad_(False)

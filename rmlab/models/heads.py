@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS = {"none": nn.Identity, "tanh": nn.Tanh, "silu": nn.SiLU, "relu": nn.ReLU}
+from rmlab.util.registry import Registry
+
+ACTIVATIONS: Registry[type[nn.Module]] = Registry("head.activation")
+for _name, _module in (("none", nn.Identity), ("tanh", nn.Tanh), ("silu", nn.SiLU), ("relu", nn.ReLU)):
+    ACTIVATIONS.add(_name, _module)
 
 
 class RewardHead(nn.Module):
@@ -21,8 +25,7 @@ class RewardHead(nn.Module):
         super().__init__()
         if layers < 1:
             raise ValueError(f"head.layers must be >= 1, got {layers}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"head.activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        ACTIVATIONS.get(activation)  # an unknown one: one line naming the known ones
         width = width or in_dim
         dims = [in_dim] + [width] * (layers - 1) + [1]
         modules: list[nn.Module] = []

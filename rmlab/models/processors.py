@@ -1,4 +1,4 @@
-"""Image-only processors for the VL families, and the one place that loads a processor from a path or hub id.
+"""Image-only processors for the VL families (loaded by rmlab.models.families.Family.load_processor).
 
 transformers' stock VL processors build a video processor, which needs torchvision; torchvision does not work beside
 the CPU torch build (see DESIGN.md). These subclasses skip the video half and keep the image path identical, so a
@@ -7,7 +7,6 @@ real checkpoint's saved image processor and tokenizer load into them unchanged.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 from transformers import InternVLProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
@@ -44,25 +43,3 @@ class ImageOnlyInternVLProcessor(InternVLProcessor):
         self.multimodal_pattern = re.compile(
             f"(?P<image>{re.escape(self.image_token)})|(?P<video>{re.escape(self.video_token)})"
         )
-
-
-IMAGE_ONLY_PROCESSORS = {
-    "qwen2_5_vl": ImageOnlyQwen25VLProcessor,
-    "qwen2_vl": ImageOnlyQwen2VLProcessor,
-    "internvl3": ImageOnlyInternVLProcessor,
-    "internvl2": ImageOnlyInternVLProcessor,
-}
-
-
-def load_processor(source: str, family: str, trust_remote_code: bool = False):
-    """Processor (VL) or tokenizer (text) from a local directory or hub id.
-
-    With torchvision present the stock AutoProcessor is used; without it, the image-only subclass for the family.
-    """
-    from transformers import AutoProcessor, AutoTokenizer
-
-    if family not in IMAGE_ONLY_PROCESSORS:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    if importlib.util.find_spec("torchvision") is not None:
-        return AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-    return IMAGE_ONLY_PROCESSORS[family].from_pretrained(source, trust_remote_code=trust_remote_code)

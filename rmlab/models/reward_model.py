@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from rmlab.data.encode import last_token_index
+from rmlab.models.families import FAMILIES
 from rmlab.models.heads import RewardHead
 from rmlab.util.atomic import atomic_dir
 
@@ -185,9 +186,6 @@ def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
     `model/`): a RewardModel when the directory has a head, else a JudgeModel."""
     from safetensors.torch import load_file
 
-    from rmlab.models.backbone import _auto_class
-    from rmlab.models.processors import load_processor
-
     path = Path(path)
     if not (path / META_FILE).exists() and (path / "model" / META_FILE).exists():
         path = path / "model"  # a run directory: its trained model
@@ -196,8 +194,8 @@ def load_reward_model(path: str | Path, dtype: torch.dtype = torch.float32):
         raise FileNotFoundError(f"{path}: not an rmlab model directory (no {META_FILE})")
     meta = json.loads(meta_path.read_text())
     family = meta["family"]
-    processor = load_processor(str(path / "processor"), family)
-    auto = _auto_class(family)
+    processor = FAMILIES.get(family).load_processor(str(path / "processor"))
+    auto = FAMILIES.get(family).auto_class()
     spec = meta["backbone"]
     if "adapter" in spec:
         from peft import PeftModel

@@ -87,7 +87,7 @@ def tiny_tokenizer(family: str):
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer.from_str(_bpe_json())
-    if family in ("internvl2", "internvl3"):
+    if family.startswith("internvl"):
         tok = PreTrainedTokenizerFast(
             tokenizer_object=backend,
             eos_token="<|im_end|>",
@@ -146,102 +146,106 @@ def _qwen_vl_ids(tok) -> dict:
     return ids
 
 
-def build_tiny(family: str, dims: TinyConfig | None = None, seed: int = 0):
-    """Return (model, processor) for a family: the hub's model class with random weights, built offline.
-
-    The model is the generative class (`...ForConditionalGeneration` / `...ForCausalLM`) so paradigms that
-    generate can use its LM head; scalar paradigms use its inner base model.
-    """
-    import torch
+def _qwen_vl_processor(proc_cls, tok):
     import transformers as tf
 
-    dims = dims or TinyConfig()
-    tok = tiny_tokenizer(family)
-    text = _text_config(tok, dims)
+    image_processor = tf.Qwen2VLImageProcessorPil(
+        min_pixels=IMAGE_SIZE * IMAGE_SIZE, max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE, patch_size=14, merge_size=2,
+        temporal_patch_size=2,
+    )  # fmt: skip
+    return proc_cls(image_processor=image_processor, tokenizer=tok, chat_template=tok.chat_template)
+
+
+def _qwen_rope(dims: TinyConfig) -> dict:
     head_dim = dims.hidden_size // dims.num_heads
-    if family in ("qwen2_5_vl", "qwen2_vl"):
-        rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": _mrope_section(head_dim)}
-        image_processor = tf.Qwen2VLImageProcessorPil(
-            min_pixels=IMAGE_SIZE * IMAGE_SIZE,
-            max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE,
+    return {"rope_type": "default", "rope_theta": 1e4, "mrope_section": _mrope_section(head_dim)}
+
+
+def qwen2_5_vl(tok, dims: TinyConfig):
+    """(config, model class, processor) of a tiny Qwen2.5-VL; the others below have the same shape."""
+    import transformers as tf
+
+    vision = dict(
+        depth=dims.vision_layers,
+        hidden_size=dims.vision_hidden_size,
+        intermediate_size=2 * dims.vision_hidden_size,
+        num_heads=2,
+        out_hidden_size=dims.hidden_size,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=IMAGE_SIZE,
+        fullatt_block_indexes=[dims.vision_layers - 1],
+    )
+    text = {**_text_config(tok, dims), "rope_parameters": _qwen_rope(dims)}
+    config = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_qwen_vl_ids(tok))
+    return config, tf.Qwen2_5_VLForConditionalGeneration, _qwen_vl_processor(ImageOnlyQwen25VLProcessor, tok)
+
+
+def qwen2_vl(tok, dims: TinyConfig):
+    import transformers as tf
+
+    vision = dict(
+        depth=dims.vision_layers,
+        embed_dim=dims.vision_hidden_size,
+        hidden_size=dims.hidden_size,
+        mlp_ratio=2,
+        num_heads=2,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
+    text = {**_text_config(tok, dims), "rope_parameters": _qwen_rope(dims)}
+    config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **_qwen_vl_ids(tok))
+    return config, tf.Qwen2VLForConditionalGeneration, _qwen_vl_processor(ImageOnlyQwen2VLProcessor, tok)
+
+
+def _internvl(tok, dims: TinyConfig, text_type: str):
+    import transformers as tf
+
+    image_seq_length = (IMAGE_SIZE // 14) ** 2 // 4
+    config = tf.InternVLConfig(
+        text_config=dict(model_type=text_type, **_text_config(tok, dims)),
+        vision_config=dict(
+            hidden_size=dims.vision_hidden_size,
+            intermediate_size=2 * dims.vision_hidden_size,
+            num_hidden_layers=dims.vision_layers,
+            num_attention_heads=2,
+            image_size=IMAGE_SIZE,
             patch_size=14,
-            merge_size=2,
-            temporal_patch_size=2,
-        )
-        if family == "qwen2_5_vl":
-            vision = dict(
-                depth=dims.vision_layers,
-                hidden_size=dims.vision_hidden_size,
-                intermediate_size=2 * dims.vision_hidden_size,
-                num_heads=2,
-                out_hidden_size=dims.hidden_size,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                window_size=IMAGE_SIZE,
-                fullatt_block_indexes=[dims.vision_layers - 1],
-            )
-            config = tf.Qwen2_5_VLConfig(
-                text_config={**text, "rope_parameters": rope}, vision_config=vision, **_qwen_vl_ids(tok)
-            )
-            model_cls, proc_cls = tf.Qwen2_5_VLForConditionalGeneration, ImageOnlyQwen25VLProcessor
-        else:
-            vision = dict(
-                depth=dims.vision_layers,
-                embed_dim=dims.vision_hidden_size,
-                hidden_size=dims.hidden_size,
-                mlp_ratio=2,
-                num_heads=2,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-            )
-            config = tf.Qwen2VLConfig(
-                text_config={**text, "rope_parameters": rope}, vision_config=vision, **_qwen_vl_ids(tok)
-            )
-            model_cls, proc_cls = tf.Qwen2VLForConditionalGeneration, ImageOnlyQwen2VLProcessor
-        processor = proc_cls(image_processor=image_processor, tokenizer=tok, chat_template=tok.chat_template)
-    elif family in ("internvl3", "internvl2"):
-        # InternVL3 pairs the ViT with a Qwen2.5 LLM; InternVL2-8B with InternLM2, whose architecture is Llama's.
-        text_type = "qwen2" if family == "internvl3" else "llama"
-        image_seq_length = (IMAGE_SIZE // 14) ** 2 // 4
-        config = tf.InternVLConfig(
-            text_config=dict(model_type=text_type, **text),
-            vision_config=dict(
-                hidden_size=dims.vision_hidden_size,
-                intermediate_size=2 * dims.vision_hidden_size,
-                num_hidden_layers=dims.vision_layers,
-                num_attention_heads=2,
-                image_size=IMAGE_SIZE,
-                patch_size=14,
-            ),
-            image_token_id=tok.context_image_token_id,
-            image_seq_length=image_seq_length,
-            downsample_ratio=0.5,
-        )
-        image_processor = tf.GotOcr2ImageProcessorPil(
-            size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False
-        )
-        processor = ImageOnlyInternVLProcessor(
-            image_processor=image_processor,
-            tokenizer=tok,
-            image_seq_length=image_seq_length,
-            chat_template=tok.chat_template,
-        )
-        model_cls = tf.InternVLForConditionalGeneration
-    elif family == "qwen2_5":
-        config = tf.Qwen2Config(**text)
-        model_cls, processor = tf.Qwen2ForCausalLM, tok
-    elif family == "qwen3":
-        config = tf.Qwen3Config(**text, head_dim=head_dim)
-        model_cls, processor = tf.Qwen3ForCausalLM, tok
-    else:
-        raise ValueError(f"no tiny build for backbone family {family!r}; known: {', '.join(TINY_FAMILIES)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = model_cls(config)
-    model.eval()
-    return model, processor
+        ),
+        image_token_id=tok.context_image_token_id,
+        image_seq_length=image_seq_length,
+        downsample_ratio=0.5,
+    )
+    image_processor = tf.GotOcr2ImageProcessorPil(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False
+    )
+    processor = ImageOnlyInternVLProcessor(
+        image_processor=image_processor, tokenizer=tok, image_seq_length=image_seq_length,
+        chat_template=tok.chat_template,
+    )  # fmt: skip
+    return config, tf.InternVLForConditionalGeneration, processor
 
 
-TINY_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "internvl3", "internvl2", "qwen2_5", "qwen3")
+def internvl3(tok, dims: TinyConfig):
+    """InternVL3 pairs the ViT with a Qwen2.5 LLM."""
+    return _internvl(tok, dims, "qwen2")
+
+
+def internvl2(tok, dims: TinyConfig):
+    """InternVL2-8B pairs it with InternLM2, whose architecture is Llama's."""
+    return _internvl(tok, dims, "llama")
+
+
+def qwen2_5(tok, dims: TinyConfig):
+    import transformers as tf
+
+    return tf.Qwen2Config(**_text_config(tok, dims)), tf.Qwen2ForCausalLM, tok
+
+
+def qwen3(tok, dims: TinyConfig):
+    import transformers as tf
+
+    head_dim = dims.hidden_size // dims.num_heads
+    return tf.Qwen3Config(**_text_config(tok, dims), head_dim=head_dim), tf.Qwen3ForCausalLM, tok

@@ -1,16 +1,10 @@
 """Reward paradigms (the `paradigm` axis): Naive-RM, Critic-RM, GRM and LongCoT-GRM, one module each; and SFT of a
-policy on the chosen responses (the policy stage's warm start), trained the same way."""
+policy on the chosen responses (the policy stage's warm start), trained the same way. Each registers itself in
+PARADIGMS (rmlab.paradigms.base) on import."""
 
-from rmlab.errors import ConfigError
+from rmlab.paradigms import critic, grm, naive, sft  # noqa: F401  (registration)
+from rmlab.paradigms.base import PARADIGMS, Paradigm
 
 
-def get_paradigm(name: str):
-    from rmlab.paradigms.critic import Critic
-    from rmlab.paradigms.grm import GRM, LongCoT
-    from rmlab.paradigms.naive import Naive
-    from rmlab.paradigms.sft import SFT
-
-    paradigms = {"naive": Naive(), "critic": Critic(), "grm": GRM(), "longcot": LongCoT(), "sft": SFT()}
-    if str(name) not in paradigms:
-        raise ConfigError(f"unknown paradigm {name!r}; known: {', '.join(paradigms)}")
-    return paradigms[str(name)]
+def get_paradigm(name) -> Paradigm:
+    return PARADIGMS.get(name)()

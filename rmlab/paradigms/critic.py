@@ -21,6 +21,7 @@ import torch
 from rmlab.data.encode import EncodedPair, PairEncoder, check_length, frames_as_images
 from rmlab.data.records import PreferencePair, critiques_of
 from rmlab.errors import DataError
+from rmlab.paradigms.base import PARADIGMS
 from rmlab.paradigms.naive import Naive, bradley_terry_loss, pair_metrics, pair_rewards
 from rmlab.paradigms.tokens import Sequence, generate, lm_targets, stop_ids, token_loss
 
@@ -107,6 +108,7 @@ def with_critiques(p: CriticPair, chosen: list[int], rejected: list[int]) -> Cri
     )
 
 
+@PARADIGMS.register("critic")
 class Critic(Naive):
     name = "critic"
 
@@ -164,7 +166,7 @@ class Critic(Naive):
             c.max_new_tokens,
             c.samples,
             c.temperature,
-            seed=cfg.train.seed,
+            seed=cfg.run.seed,
         )
         totals = torch.zeros(len(items), 2)
         for k in range(c.samples):

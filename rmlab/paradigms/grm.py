@@ -26,6 +26,7 @@ import torch
 from rmlab.data.encode import PairEncoder, check_length, frames_as_images
 from rmlab.data.records import PreferencePair, critiques_of
 from rmlab.errors import ConfigError
+from rmlab.paradigms.base import PARADIGMS
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids, token_loss
 
 JUDGE_TEMPLATE = "[Question]\n{question}\n\n[Response 1]\n{first}\n\n[Response 2]\n{second}\n\n{instruction}"
@@ -159,6 +160,7 @@ def orders_to_read(items: list[JudgeItem], both: bool) -> list[list[Sequence]]:
 
 
 class _Judge:
+    metric = "pair_accuracy"
     scalar = False  # a judge compares the two responses it is shown; its numbers do not rank more than two
 
     def build(self, cfg):
@@ -200,6 +202,7 @@ def answer_accuracy(logits: torch.Tensor, batch: dict) -> float:
     return (label_probabilities(logits, batch).argmax(-1) == right).float().mean().item()
 
 
+@PARADIGMS.register("grm")
 class GRM(_Judge):
     name = "grm"
     instruction = GRM_INSTRUCTION
@@ -209,7 +212,7 @@ class GRM(_Judge):
     def loss(self, model, batch, cfg):
         logits = model(batch)
         loss, _ = token_loss(logits, batch["lm_tokens"])
-        return loss, {"accuracy": answer_accuracy(logits, batch)}
+        return loss, {"pair_accuracy": answer_accuracy(logits, batch)}
 
     @torch.no_grad()
     def score(self, model, items: list[JudgeItem], encoder, cfg) -> list[dict]:
@@ -228,6 +231,7 @@ class GRM(_Judge):
         return verdicts
 
 
+@PARADIGMS.register("longcot")
 class LongCoT(_Judge):
     name = "longcot"
     instruction = LONGCOT_INSTRUCTION
@@ -237,7 +241,7 @@ class LongCoT(_Judge):
     def loss(self, model, batch, cfg):
         logits = model(batch)
         loss, token_accuracy = token_loss(logits, batch["lm_tokens"])
-        return loss, {"token_accuracy": token_accuracy, "accuracy": answer_accuracy(logits, batch)}
+        return loss, {"token_accuracy": token_accuracy, "pair_accuracy": answer_accuracy(logits, batch)}
 
     @torch.no_grad()
     def score(self, model, items: list[JudgeItem], encoder, cfg) -> list[dict]:
@@ -246,7 +250,7 @@ class LongCoT(_Judge):
         seqs = [s for read in reads for s in read]
         tok = encoder.tokenizer
         outputs = generate(
-            model, seqs, tok.pad_token_id, stop_ids(tok), c.max_new_tokens, c.samples, c.temperature, cfg.train.seed
+            model, seqs, tok.pad_token_id, stop_ids(tok), c.max_new_tokens, c.samples, c.temperature, cfg.run.seed
         )
         verdicts, k = [], 0
         for read in reads:

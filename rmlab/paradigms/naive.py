@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from rmlab.paradigms.base import PARADIGMS
+
 
 def rewards(model, batch: dict, length_norm: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen rewards, rejected rewards) for a collated batch of pairs."""
@@ -47,15 +49,17 @@ def loss_and_metrics(model, batch: dict, paradigm) -> tuple[torch.Tensor, dict[s
 @torch.no_grad()
 def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
     return {
-        "accuracy": (chosen > rejected).float().mean().item(),
+        "pair_accuracy": (chosen > rejected).float().mean().item(),
         "margin": (chosen - rejected).mean().item(),
         "reward_mean": torch.cat([chosen, rejected]).mean().item(),
     }
 
 
+@PARADIGMS.register("naive")
 class Naive:
     name = "naive"
-    scalar = True  # one score per response, comparable across responses (benchmarks with more than two need it)
+    scalar = True
+    metric = "pair_accuracy"
 
     def uses_lm_head(self, cfg) -> bool:
         return False
@@ -67,7 +71,7 @@ class Naive:
 
         model, processor = prepare_backbone(cfg, uses_lm_head=self.uses_lm_head(cfg))
         hidden = model.config.get_text_config().hidden_size
-        torch.manual_seed(cfg.train.seed + 1)  # the head's init does not depend on how the backbone was built
+        torch.manual_seed(cfg.run.seed + 1)  # the head's init does not depend on how the backbone was built
         head = RewardHead(hidden, cfg.head.layers, str(cfg.head.activation), cfg.head.width, cfg.head.dropout)
         source = backbone_source(cfg.backbone, cfg.scale)
         return RewardModel(model, head, str(cfg.backbone.family), source, self.name), processor

@@ -2,7 +2,7 @@
 
 A preference pair reads as a question with its right answer (the chosen response) and a wrong one (the rejected);
 SFT trains the LM head on the chosen response and the tokens closing its turn (so the policy learns to stop).
-Evaluation generates greedily and compares with the rule reward's normalization (rmlab.rl.rewards): the verdict is
+Evaluation generates greedily and compares with the rule reward's normalization (rmlab.paradigms.answers): the verdict is
 `choice` 0 when the answer matches the chosen response, 1 when it matches the rejected one, None otherwise, so the
 reported accuracy is the exact-match rate. Everything else (data mixes, caching, checkpoints, resumption, sweeps)
 is the reward-model trainer's.
@@ -16,6 +16,8 @@ import torch
 
 from rmlab.data.encode import PairEncoder, check_length, frames_as_images
 from rmlab.data.records import PreferencePair
+from rmlab.paradigms.answers import normalize_answer
+from rmlab.paradigms.base import PARADIGMS
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids, token_loss
 
 
@@ -43,9 +45,11 @@ class AnswerEncoder(PairEncoder):
         return seq
 
 
+@PARADIGMS.register("sft")
 class SFT:
     name = "sft"
     scalar = False
+    metric = "exact_match"
 
     def build(self, cfg):
         from rmlab.models.reward_model import build_generative
@@ -64,16 +68,19 @@ class SFT:
 
     @torch.no_grad()
     def score(self, model, items: list[Sequence], encoder, cfg) -> list[dict]:
-        from rmlab.rl.rewards import normalize_answer
-
-        tok = encoder.tokenizer
-        outputs = generate(model, items, tok.pad_token_id, stop_ids(tok), int(cfg.paradigm.max_new_tokens))
+        answers = greedy_answers(model, items, encoder.tokenizer, int(cfg.paradigm.max_new_tokens))
         verdicts = []
-        for seq, samples in zip(items, outputs, strict=True):
-            text = tok.decode(samples[0])
+        for seq, text in zip(items, answers, strict=True):
             said = normalize_answer(text)
             choice = 0 if said == normalize_answer(seq.meta["chosen"]) else None
             if choice is None and said == normalize_answer(seq.meta["rejected"]):
                 choice = 1
             verdicts.append({"choice": choice, "output": text})
         return verdicts
+
+
+@torch.no_grad()
+def greedy_answers(model, items: list[Sequence], tokenizer, max_new_tokens: int) -> list[str]:
+    """The policy's greedy answer to each item's prompt (its completion, if any, is not read), without the stop."""
+    outputs = generate(model, items, tokenizer.pad_token_id, stop_ids(tokenizer), max_new_tokens)
+    return [tokenizer.decode(samples[0]) for samples in outputs]

@@ -1,10 +1,15 @@
 """Rebuilding an experiment's table from its logged runs, with the paper's numbers beside ours.
 
-The grid says which runs a table needs (each job's signature is its wandb run id); the logs say what each run
-measured: the offline wandb files (default), the wandb project online, or the run directories' own JSON files.
-Cells reduce seeds to a mean and the half-width of a 95% t-interval, and say why when they have no number (missing,
-running, failed); the paper's number and our difference stand beside them. Written: results/<experiment>.md, .tex,
-.csv, and a .png where the rows have a numeric axis (head depth, regularization weight, model size).
+The table spec comes from the experiment's file (`table:`); the grid says which runs it needs; the logs say what
+each run measured: the offline wandb files (default), the wandb project online, or the run directories' own files.
+A grid job's run is the logged run with its signature (its wandb id); failing that, the logged run whose own
+recorded config has the job's row values and seed (a run made before conf/ or the experiment changed what it
+computes: shown, marked †), so a finished run is never shown missing. Cells reduce seeds to a mean and the
+half-width of a 95% t-interval, and say why when they have no number (missing, running, failed; `n/a`: the run is
+done but does not measure that column); the paper's number and our difference stand beside them. Rows in the spec's
+`exclude_rows` (a sweep's upstream runs, such as the reward models a policy is trained with) are left out. Written:
+results/<experiment>.md, .tex, .csv, and a .png where the rows have a numeric axis (head depth, regularization
+weight, model size).
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from rmlab.config.compose import experiment_table
 from rmlab.errors import ConfigError
 from rmlab.launch.grid import Job, grid_runs
-from rmlab.tracking.logger import numeric_leaves
+from rmlab.tracking.logger import flatten, numeric_leaves
 from rmlab.tracking.offline import RunRecord
+from rmlab.tracking.runs import cache_path, read_offline, read_online, runs_dir
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30, the normal 1.96).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -49,14 +58,16 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
 
 
 def record_from_files(run_dir: Path) -> RunRecord | None:
-    """A run read from its directory's own files (status.json, summary-*.json, eval/*/metrics.json)."""
+    """A run read from its directory's own files (status.json, config.yaml, summary.json, eval/*/metrics.json)."""
     status_file = run_dir / "status.json"
     if not status_file.exists():
         return None
     status = json.loads(status_file.read_text())
+    config_file = run_dir / "config.yaml"
+    config = flatten(yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
     summary: dict = {}
-    for f in sorted(run_dir.glob("summary-*.json")):
-        summary.update(json.loads(f.read_text()))
+    if (run_dir / "summary.json").exists():
+        summary.update(json.loads((run_dir / "summary.json").read_text()))
     for f in sorted(run_dir.glob("eval/*/metrics.json")):
         summary.update(numeric_leaves(json.loads(f.read_text()), f"eval/{f.parent.name}/"))
     state = status.get("state")
@@ -64,28 +75,47 @@ def record_from_files(run_dir: Path) -> RunRecord | None:
     return RunRecord(
         id=status.get("signature", run_dir.name),
         group=status.get("experiment", ""),
+        job_type=status.get("stage", ""),
+        config=config,
         summary=summary,
         exit_code=exit_code,
         files=[str(status_file)],
     )
 
 
-def load_records(source: str, jobs: list[Job], cfg) -> dict[str, RunRecord]:
-    """{run id: record} of the experiment's runs, from the chosen source."""
-    from rmlab.tracking.runs import cache_path, read_offline, read_online, runs_dir
-
+def load_records(source: str, cfg) -> dict[str, RunRecord]:
+    """{run id: record} of every logged run of the experiment (in the grid or not), from the chosen source."""
     if source == "offline":
         return read_offline(runs_dir(cfg), cache_path(cfg))
     if source == "online":
         return read_online(cfg.tracking.project, cfg.experiment, cfg.tracking.entity)
     if source == "files":
         found = {}
-        for job in jobs:
-            rec = record_from_files(job.run.path)
+        for run_dir in sorted(p for p in runs_dir(cfg).glob("*") if p.is_dir() and not p.name.startswith(".")):
+            rec = record_from_files(run_dir)
             if rec is not None:
-                found[job.signature] = rec
+                found[rec.id] = rec
         return found
     raise ConfigError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+
+
+def match_runs(jobs: list[Job], records: dict[str, RunRecord], keys: list[str]) -> dict[str, tuple[RunRecord, bool]]:
+    """{job signature: (its run's record, stale)}: the record with the job's signature, else (stale) the one record
+    of a run not in the grid whose recorded `keys` values (rows and seed) equal the job's, done ones first. A job
+    whose keys other jobs share is matched by signature only."""
+    found = {j.signature: (records[j.signature], False) for j in jobs if j.signature in records}
+    grid = {j.signature for j in jobs}
+    by_key: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        by_key.setdefault(tuple(_fmt(job.value(k)) for k in keys), []).append(job)
+    order = {"done": 0, "running": 1, "failed": 2}
+    for rec in sorted(records.values(), key=lambda r: order.get(r.state, 3)):
+        if rec.id in grid:
+            continue
+        owners = by_key.get(tuple(_fmt(rec.config.get(k)) for k in keys), [])
+        if len(owners) == 1 and owners[0].signature not in found:
+            found[owners[0].signature] = (rec, True)
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ cells
@@ -96,6 +126,7 @@ class Cell:
     values: list[float] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)  # jobs without a value, by why
     paper: float | None = None
+    stale: int = 0  # values from runs matched by their recorded config, not their signature
 
     @property
     def mean(self) -> float | None:
@@ -116,7 +147,7 @@ class Cell:
             return missing or "missing"
         h = self.half_width
         text = f"{self.mean:.1f}" + ("" if h is None or math.isnan(h) else f" ± {h:.1f}") + f" (n={len(self.values)})"
-        return text + (f" [{missing}]" if missing else "")
+        return text + ("†" if self.stale else "") + (f" [{missing}]" if missing else "")
 
 
 @dataclass
@@ -129,6 +160,7 @@ class Table:
     warnings: list[str]
     has_paper: bool
     plot: dict | None
+    stale: int = 0
 
 
 def _state(rec: RunRecord | None) -> str:
@@ -153,38 +185,46 @@ def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
         if unknown:
             raise ConfigError(f"table column {col.name}: mean_of names {unknown}; columns: {', '.join(by_name)}")
     paper = {str(k): dict(v) for k, v in (spec.get("paper") or {}).items()}
+    excluded = {str(r) for r in (spec.get("exclude_rows") or [])}
+    matched = match_runs(jobs, records, [*row_keys, *([spec.seeds] if spec.get("seeds") else [])])
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
         groups.setdefault(tuple(job.value(k) for k in row_keys), []).append(job)
     rows = []
     for key, members in groups.items():
+        if "|".join(_fmt(v) for v in key) in excluded:
+            continue
         cells = {}
         paper_row = paper.get("|".join(_fmt(v) for v in key), {})
         for col in spec.columns:
             cell = Cell(paper=paper_row.get(col.name))
             for job in members:
-                rec = records.get(job.signature)
+                rec, stale = matched.get(job.signature, (None, False))
                 value = column_value(rec.summary, col, by_name) if rec is not None and rec.state == "done" else None
                 if value is not None:
                     cell.values.append(value)
+                    cell.stale += stale
                 else:
-                    state = _state(rec) if _state(rec) != "done" else "without this metric"
+                    state = _state(rec) if _state(rec) != "done" else "n/a"
                     cell.states[state] = cell.states.get(state, 0) + 1
             cells[col.name] = cell
         rows.append((key, cells))
-    states = [_state(records.get(j.signature)) for j in jobs]
-    expected = {j.signature for j in jobs}
+    states = [_state(matched.get(j.signature, (None,))[0]) for j in jobs]
+    used = {rec.id for rec, _ in matched.values()}
     footer = {
         "runs in the grid": len(jobs),
         "done": states.count("done"),
         "failed": states.count("failed"),
         "running": states.count("running"),
         "missing": states.count("missing"),
-        "logged runs not in the grid": sum(1 for i in records if i not in expected),
+        "logged runs not in the grid": sum(1 for i in records if i not in used),
     }
+    if excluded:
+        footer["rows left out"] = len(groups) - len(rows)
     warnings = [w for rec in records.values() for w in rec.warnings]
     plot = dict(spec.plot) if spec.get("plot") else None
-    return Table(spec.title, row_keys, [c.name for c in spec.columns], rows, footer, warnings, bool(paper), plot)
+    stale = sum(1 for _, is_stale in matched.values() if is_stale)
+    return Table(spec.title, row_keys, [c.name for c in spec.columns], rows, footer, warnings, bool(paper), plot, stale)
 
 
 def _fmt(value) -> str:
@@ -226,6 +266,11 @@ def _footer_text(table: Table) -> str:
         f"Runs: {counts}. Cells: mean ± half-width of the 95% t-interval over seeds (n = runs with a number); "
         "a cell without a number says why."
     )
+    if table.stale:
+        text += (
+            f" †: {table.stale} run(s) matched by their recorded row and seed values, not their signature: made under"
+            " an earlier config (conf/ or the experiment changed what they compute); `rmlab sweep` reruns them."
+        )
     if table.has_paper:
         text += " Paper: the number the paper prints for the cell; Δ = ours - paper."
     if table.warnings:
@@ -368,13 +413,11 @@ def write_tables(
     and the files written."""
     import sys
 
+    spec = experiment_table(experiment)
     jobs = grid_runs(experiment, overrides)
     if not jobs:
         raise ConfigError(f"experiment {experiment} has no jobs")
-    cfg = jobs[0].cfg
-    if cfg.table is None:
-        raise ConfigError(f"experiment {experiment} has no table: spec")
-    table = build_table(cfg.table, jobs, load_records(source, jobs, cfg))
+    table = build_table(spec, jobs, load_records(source, jobs[0].cfg))
     for w in table.warnings:
         print(f"[rmlab] warning: {w}", file=sys.stderr)
     out = Path(out_dir)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from rmlab.errors import ConfigError
+from rmlab.util.registry import Registry
 
 
 @dataclass
@@ -44,23 +45,13 @@ class Rollouts:
     entropy: torch.Tensor | None = None  # (N, T) full-vocabulary entropies under the rollout policy
 
 
-ESTIMATORS: dict[str, Callable] = {}
-
-
-def register(name: str):
-    def add(fn):
-        ESTIMATORS[name] = fn
-        return fn
-
-    return add
+ESTIMATORS: Registry[Callable] = Registry("rl.algorithm")  # name -> (Rollouts, rl config) -> (N, T) advantages
+register = ESTIMATORS.register
 
 
 def compute_advantages(name: str, rollouts: Rollouts, cfg) -> torch.Tensor:
     """(N, T) advantages by the named estimator; `cfg` is the `rl` config."""
-    if name not in ESTIMATORS:
-        raise ConfigError(f"unknown rl.algorithm {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
-    out = ESTIMATORS[name](rollouts, cfg)
-    return out * rollouts.mask
+    return ESTIMATORS.get(name)(rollouts, cfg) * rollouts.mask
 
 
 def group_zscore(scores: torch.Tensor, group: torch.Tensor, eps: float, by_std: bool = True) -> torch.Tensor:

@@ -11,18 +11,20 @@ truth); the held-out ones are the mix's test sources. Each step:
    completion longer than max_new_tokens - buffer loses (length - (max - buffer)) / buffer * overlong_penalty.
 3. the old policy's log-probabilities and full-vocabulary entropies of every completion token (no gradient);
    advantages by `rl.algorithm` over the whole batch of groups (rmlab.rl.advantages).
-4. `rl.ppo_epochs` passes of `rl.mini_batches` optimizer steps with the clipped loss (rmlab.rl.loss), gradient
-   clipped at `train.max_grad_norm`; a KL term to the starting policy when `rl.kl_coef` > 0.
+4. `rl.ppo_epochs` passes of `rl.mini_batches` optimizer steps (AdamW at the constant `rl.lr`) with the clipped
+   loss (rmlab.rl.loss), gradient clipped at `rl.max_grad_norm`; a KL term to the starting policy when
+   `rl.kl_coef` > 0.
 
-Run directory, status, lock, checkpoints (every `train.save_every` steps, and on preemption), resumption, history
-and wandb logging are the reward-model trainer's. At the end the policy is saved (`model/`) and answers the held-out
-prompts greedily: `eval/<source>/metrics.json` holds the mean rule reward (accuracy) and the mean configured
-reward, the same numbers before training under `initial_*`.
+The run's lifecycle is rmlab.runtime.lifecycle's (as every stage's); checkpoints every `run.save_every` steps and on
+preemption, and resumption from them. At the end the policy is saved (`model/`) and answers the held-out prompts:
+`eval/<source>/metrics.json` holds its greedy `exact_match` (the rule reward's mean), `sampled_exact_match` and the
+mean configured reward, the same numbers before training under `initial_*`.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -30,12 +32,25 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from rmlab.data.encode import frames_as_images
+from rmlab.data.mix import load_sources, resolve_sources
+from rmlab.data.records import PreferencePair
 from rmlab.errors import ConfigError
-from rmlab.launch.run_dir import RunDir, resolve_run, run_once
+from rmlab.eval.standalone import load_reward_scorer
+from rmlab.models.reward_model import JudgeModel, load_reward_model
+from rmlab.paradigms.sft import SFT, AnswerEncoder
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids
 from rmlab.rl.advantages import Rollouts, compute_advantages
 from rmlab.rl.loss import policy_loss, token_logprobs_and_entropy
 from rmlab.rl.rewards import Prompt, compute_rewards, rule_reward
+from rmlab.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rmlab.runtime.lifecycle import StageRun
+from rmlab.runtime.optim import make_optimizer, make_scheduler
+from rmlab.runtime.preemption import PreemptionGuard
+from rmlab.runtime.run_dir import resolve_run
+from rmlab.tracking.logger import numeric_leaves
+from rmlab.util.atomic import atomic_write_json, atomic_write_text
+from rmlab.util.progress import progress
 
 
 @dataclass
@@ -67,11 +82,7 @@ class PolicyRun:
     """What one policy run holds while it trains: the policy, its encoder, prompts, the reward scorer."""
 
     def __init__(self, cfg: DictConfig):
-        from rmlab.data.mix import ensure_synth, load_sources, resolve_sources
-        from rmlab.paradigms.sft import AnswerEncoder
-
         self.cfg, self.rl = cfg, cfg.rl
-        ensure_synth(cfg.data_mix.synth)
         self.policy, processor = load_policy(cfg)
         self.encoder = AnswerEncoder(processor, cfg.data_mix.max_length)
         self.tokenizer = self.encoder.tokenizer
@@ -82,8 +93,6 @@ class PolicyRun:
             raise ConfigError(f"data_mix {cfg.data_mix.name}: no training prompt")
         self.reward_scorer = None
         if str(self.rl.reward) != "rule":
-            from rmlab.eval.standalone import load_reward_scorer
-
             if not self.rl.reward_model:
                 raise ConfigError(f"rl.reward={self.rl.reward} needs rl.reward_model (a run dir or signature)")
             self.reward_scorer = load_reward_scorer(resolve_run(str(self.rl.reward_model), cfg, "rl.reward_model"), cfg)
@@ -95,9 +104,6 @@ class PolicyRun:
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def encode(self, prompt: Prompt) -> Sequence:
-        from rmlab.data.encode import frames_as_images
-        from rmlab.data.records import PreferencePair
-
         pair = PreferencePair(
             id=prompt.id, prompt=prompt.messages, chosen=prompt.answer, rejected="", images=prompt.images
         )
@@ -141,14 +147,14 @@ class PolicyRun:
     def collect(self, step: int) -> Batch:
         """The step's rollouts, with DAPO's dynamic sampling when asked."""
         rl = self.rl
-        rng = random.Random(f"rl-{self.cfg.train.seed}-{step}")
+        rng = random.Random(f"rl-{self.cfg.run.seed}-{step}")
         wanted, g = int(rl.prompts_per_step), int(rl.group_size)
         seqs, texts, rewards, group, lengths = [], [], [], [], []
         used = dropped = 0
         tries = int(rl.max_gen_batches) if rl.dynamic_sampling else 1
         for attempt in range(tries):
             prompts = [as_prompt(p) for p in rng.sample(self.train_pairs, min(wanted, len(self.train_pairs)))]
-            s, t, n = self.sample(prompts, seed=int(self.cfg.train.seed) * 1_000_003 + step * 101 + attempt)
+            s, t, n = self.sample(prompts, seed=int(self.cfg.run.seed) * 1_000_003 + step * 101 + attempt)
             r = self.rewards(prompts, t, n)
             used += len(prompts)
             for k in range(len(prompts)):
@@ -177,7 +183,7 @@ class PolicyRun:
         return _padded(logp, seqs), _padded(entropy, seqs), _padded(torch.ones_like(logp), seqs)
 
     def update(self, batch: Batch, optimizer) -> dict[str, float]:
-        rl, t = self.rl, self.cfg.train
+        rl = self.rl
         with torch.no_grad():
             self.policy.eval()
             old_logp, entropy, mask = self.token_stats(self.policy, batch.seqs)
@@ -208,7 +214,7 @@ class PolicyRun:
                 )  # fmt: skip
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm or float("inf")))
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, rl.max_grad_norm or float("inf")))
                 optimizer.step()
                 for k, v in {**metrics, "loss": loss.item(), "grad_norm": grad_norm}.items():
                     totals[k] = totals.get(k, 0.0) + v / (len(chunks) * int(rl.ppo_epochs))
@@ -223,11 +229,10 @@ class PolicyRun:
 
     # ----------------------------------------------------------------------------------------------- evaluate
     def evaluate(self, limit: int) -> dict[str, dict]:
-        """Each test source's first `limit` prompts: greedy answers (the rule's `accuracy`, and the configured reward
-        where a model gives it) and `group_size` samples each at the rollout temperature (`sampled_accuracy`: the
-        mean rule reward of what the policy samples, the quantity RL raises; seeded, so before and after compare)."""
-        from rmlab.data.mix import load_sources
-
+        """Each test source's first `limit` prompts: greedy answers (`exact_match`, the rule's mean, and the configured
+        reward where a model gives it) and `group_size` samples each at the rollout temperature
+        (`sampled_exact_match`: the mean rule reward of what the policy samples, the quantity RL raises; seeded, so
+        before and after compare)."""
         out = {}
         for src in self.test_sources:
             prompts = [as_prompt(p) for p in load_sources([src])[:limit]]
@@ -238,10 +243,10 @@ class PolicyRun:
                 g = int(self.rl.group_size)
                 drawn = self.sample(part, seed=1 + start)[1]
                 sampled += [rule_reward(t, p.answer) for k, p in enumerate(part) for t in drawn[k * g : (k + 1) * g]]
-            accuracy = sum(rule_reward(t, p.answer) for t, p in zip(texts, prompts, strict=True)) / len(prompts)
+            matched = sum(rule_reward(t, p.answer) for t, p in zip(texts, prompts, strict=True)) / len(prompts)
             metrics = {
-                "accuracy": 100.0 * accuracy,
-                "sampled_accuracy": 100.0 * sum(sampled) / len(sampled),
+                "exact_match": 100.0 * matched,
+                "sampled_exact_match": 100.0 * sum(sampled) / len(sampled),
                 "n": len(prompts),
             }
             if self.reward_scorer is not None and str(self.rl.reward) != "pairwise":
@@ -267,8 +272,6 @@ def _padded(flat: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
 
 def load_policy(cfg: DictConfig):
     """(policy, processor): the SFT run `rl.policy` names, or the configured backbone as it is."""
-    from rmlab.models.reward_model import JudgeModel, load_reward_model
-
     if cfg.rl.policy:
         path = resolve_run(str(cfg.rl.policy), cfg, "rl.policy")
         model, processor = load_reward_model(path)
@@ -279,33 +282,17 @@ def load_policy(cfg: DictConfig):
         for p in model.parameters():
             p.requires_grad_(True)
         return model, processor
-    from rmlab.paradigms.sft import SFT
-
     return SFT().build(cfg)
 
 
-def train_policy(cfg: DictConfig) -> RunDir:
-    """Train (or resume, or skip) the policy run this config names."""
-    return run_once(cfg, lambda run: _train_policy(cfg, run))
-
-
-def _train_policy(cfg: DictConfig, run: RunDir) -> None:
-    import json
-
-    from rmlab.launch.preemption import PreemptionGuard
-    from rmlab.tracking.logger import RunLogger, numeric_leaves
-    from rmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from rmlab.train.recipe import make_optimizer, seed_everything, set_threads
-    from rmlab.util.atomic import atomic_write_json, atomic_write_text
-    from rmlab.util.progress import progress
-
-    t, rl = cfg.train, cfg.rl
-    set_threads(t.threads)
-    seed_everything(t.seed, t.deterministic)
+def train_policy(stage: StageRun) -> None:
+    """The stage's body: evaluate the starting policy (once), train it (or resume), save it, evaluate it again."""
+    cfg, run, log = stage.cfg, stage.run, stage.log
+    rl = cfg.rl
     state = PolicyRun(cfg)
     params = [p for p in state.policy.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, float(rl.lr), t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    optimizer = make_optimizer(params, float(rl.lr), float(rl.weight_decay))
+    scheduler = make_scheduler(optimizer, "constant", int(rl.steps), 0.0)
     start = 0
     initial_path = run.path / "initial_eval.json"
     if not initial_path.exists():
@@ -315,38 +302,38 @@ def _train_policy(cfg: DictConfig, run: RunDir) -> None:
         start = load_checkpoint(ckpt, state.policy, optimizer, scheduler)["step"]
         print(f"[rmlab] resumed from {ckpt.name}")
     initial = json.loads(initial_path.read_text())
-    bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=t.progress)
+    r = cfg.run
+    bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=r.progress)
     guard = PreemptionGuard().install()
-    with RunLogger(cfg, run, job_type="train") as log:
-        for step in range(start, int(rl.steps)):
-            started = time.perf_counter()
-            batch = state.collect(step)
-            if not batch.seqs:
-                log.log({"rl/groups": 0.0, "rl/groups_dropped": float(batch.groups_dropped)}, step=step + 1)
-                metrics = {}
-            else:
-                metrics = state.update(batch, optimizer)
-                metrics["seconds"] = time.perf_counter() - started
-                log.log({f"rl/{k}": v for k, v in metrics.items()}, step=step + 1)
-            done = step + 1
-            bar.update(1)
-            bar.set_postfix(reward=f"{metrics.get('reward_mean', float('nan')):.3f}", refresh=False)
-            if (t.save_every and done % t.save_every == 0 or guard.requested) and done < int(rl.steps):
-                save_checkpoint(run.checkpoints, done, state.policy, optimizer, scheduler, {}, keep=t.keep_checkpoints)
-                run.update_status(step=done)
-            if guard.requested:
-                print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
-                guard.hand_over()
-        guard.uninstall()
-        bar.close()
-        state.policy.eval()
-        state.policy.save(run.model, state.encoder.processor)
-        results = {}
-        for name, out in state.evaluate(int(rl.eval_prompts)).items():
-            metrics = {**out["metrics"], **{f"initial_{k}": v for k, v in initial.get(name, {}).items() if k != "n"}}
-            atomic_write_text(run.eval_dir(name) / "predictions.jsonl",
-                              "".join(json.dumps(a) + "\n" for a in out["answers"]))  # fmt: skip
-            atomic_write_json(run.eval_dir(name) / "metrics.json", metrics)
-            results[name] = metrics
-        log.summary({**numeric_leaves(results, "eval/"), "run/state": "done"})
-    run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=int(rl.steps))
+    for step in range(start, int(rl.steps)):
+        started = time.perf_counter()
+        batch = state.collect(step)
+        if not batch.seqs:
+            log.log({"rl/groups": 0.0, "rl/groups_dropped": float(batch.groups_dropped)}, step=step + 1)
+            metrics = {}
+        else:
+            metrics = state.update(batch, optimizer)
+            metrics["seconds"] = time.perf_counter() - started
+            log.log({f"rl/{k}": v for k, v in metrics.items()}, step=step + 1)
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(reward=f"{metrics.get('reward_mean', float('nan')):.3f}", refresh=False)
+        if (r.save_every and done % r.save_every == 0 or guard.requested) and done < int(rl.steps):
+            save_checkpoint(run.checkpoints, done, state.policy, optimizer, scheduler, {}, keep=r.keep_checkpoints)
+            run.update_status(step=done)
+        if guard.requested:
+            print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
+            guard.hand_over()
+    guard.uninstall()
+    bar.close()
+    state.policy.eval()
+    state.policy.save(run.model, state.encoder.processor)
+    results = {}
+    for name, out in state.evaluate(int(rl.eval_prompts)).items():
+        metrics = {**out["metrics"], **{f"initial_{k}": v for k, v in initial.get(name, {}).items() if k != "n"}}
+        atomic_write_text(
+            run.eval_dir(name) / "predictions.jsonl", "".join(json.dumps(a) + "\n" for a in out["answers"])
+        )
+        atomic_write_json(run.eval_dir(name) / "metrics.json", metrics)
+        results[name] = metrics
+    log.summary(numeric_leaves(results, "eval/"))

@@ -16,14 +16,17 @@ A rollout batch is a list of `Prompt`s and, per prompt, its G completions; rewar
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
+from rmlab.data.records import PreferencePair
 from rmlab.errors import ConfigError
+from rmlab.eval.benchmarks.base import BenchItem
+from rmlab.eval.benchmarks.run import score_items
+from rmlab.paradigms.answers import exact_match
+from rmlab.paradigms.base import verdict_right
+from rmlab.util.registry import Registry
 
-KINDS = ("rule", "model", "hybrid", "pairwise")
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
-_EDGE = re.compile(r"^[\s\"'`*.,;:!?()\[\]]+|[\s\"'`*.,;:!?()\[\]]+$")
+REWARDS = Registry("rl.reward")  # kind -> (prompts, completions, scorer, transform) -> rewards
 
 
 @dataclass
@@ -37,16 +40,8 @@ class Prompt:
     category: str = ""
 
 
-def normalize_answer(text: str) -> str:
-    """What a rule compares: the last `<answer>` tag's content if there is one, lowercased, inner spaces collapsed,
-    quotes, brackets and punctuation around it stripped."""
-    tagged = _ANSWER.findall(text)
-    text = tagged[-1] if tagged else text
-    return _EDGE.sub("", " ".join(text.lower().split()))
-
-
 def rule_reward(completion: str, answer: str) -> float:
-    return 1.0 if normalize_answer(completion) == normalize_answer(answer) else 0.0
+    return 1.0 if exact_match(completion, answer) else 0.0
 
 
 def _sigmoid(x: float) -> float:
@@ -56,9 +51,6 @@ def _sigmoid(x: float) -> float:
 def model_scores(scorer, prompts: list[Prompt], completions: list[list[str]]) -> list[list[float]]:
     """A scalar reward model's score of every completion, against its prompt (the benchmark path: responses two by
     two through the pair machinery)."""
-    from rmlab.eval.benchmarks.base import BenchItem
-    from rmlab.eval.benchmarks.run import score_items
-
     if not scorer.scalar:
         raise ConfigError(
             f"rl.reward=model/hybrid needs a scalar reward model; paradigm {scorer.name} judges pairs: use "
@@ -75,9 +67,6 @@ def model_scores(scorer, prompts: list[Prompt], completions: list[list[str]]) ->
 
 def pairwise_rewards(scorer, prompts: list[Prompt], completions: list[list[str]]) -> list[list[float]]:
     """R_i = number of the other rollouts the judge prefers rollout i to, i shown first."""
-    from rmlab.data.records import PreferencePair
-    from rmlab.paradigms.base import verdict_right
-
     pairs, where = [], []
     for k, (p, group) in enumerate(zip(prompts, completions, strict=True)):
         for i, first in enumerate(group):
@@ -98,22 +87,43 @@ def pairwise_rewards(scorer, prompts: list[Prompt], completions: list[list[str]]
     return out
 
 
-def compute_rewards(kind: str, prompts, completions, scorer=None, transform: str = "sigmoid") -> list[list[float]]:
-    """Each completion's reward, in the shape of `completions` (a list of G per prompt)."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown rl.reward {kind!r}; known: {', '.join(KINDS)}")
-    if kind != "rule" and scorer is None:
+def _needs_scorer(kind: str, scorer) -> None:
+    if scorer is None:
         raise ConfigError(f"rl.reward={kind} needs rl.reward_model (a trained rmlab model: run dir or signature)")
-    if kind == "rule":
-        return [[rule_reward(c, p.answer) for c in group] for p, group in zip(prompts, completions, strict=True)]
-    if kind == "pairwise":
-        return pairwise_rewards(scorer, prompts, completions)
+
+
+def _transformed(score: float, transform: str) -> float:
     if transform not in ("raw", "sigmoid"):
         raise ConfigError(f"rl.reward_transform={transform}: choose raw or sigmoid")
-    if kind == "model":
-        scores = model_scores(scorer, prompts, completions)
-        return [[s if transform == "raw" else _sigmoid(s) for s in group] for group in scores]
-    matched = [[rule_reward(c, p.answer) for c in group] for p, group in zip(prompts, completions, strict=True)]
+    return score if transform == "raw" else _sigmoid(score)
+
+
+@REWARDS.register("rule")
+def rule(prompts, completions, scorer=None, transform: str = "sigmoid") -> list[list[float]]:
+    return [[rule_reward(c, p.answer) for c in group] for p, group in zip(prompts, completions, strict=True)]
+
+
+@REWARDS.register("model")
+def model(prompts, completions, scorer=None, transform: str = "sigmoid") -> list[list[float]]:
+    _needs_scorer("model", scorer)
+    return [[_transformed(s, transform) for s in group] for group in model_scores(scorer, prompts, completions)]
+
+
+@REWARDS.register("hybrid")
+def hybrid(prompts, completions, scorer=None, transform: str = "sigmoid") -> list[list[float]]:
+    _needs_scorer("hybrid", scorer)
+    matched = rule(prompts, completions)
     unmatched = [[c for c, m in zip(group, hits, strict=True) if not m] for group, hits in zip(completions, matched, strict=True)]  # fmt: skip
     scores = [iter(s) for s in model_scores(scorer, prompts, unmatched)]
     return [[1.0 if m else _sigmoid(next(it)) for m in hits] for hits, it in zip(matched, scores, strict=True)]
+
+
+@REWARDS.register("pairwise")
+def pairwise(prompts, completions, scorer=None, transform: str = "sigmoid") -> list[list[float]]:
+    _needs_scorer("pairwise", scorer)
+    return pairwise_rewards(scorer, prompts, completions)
+
+
+def compute_rewards(kind: str, prompts, completions, scorer=None, transform: str = "sigmoid") -> list[list[float]]:
+    """Each completion's reward, in the shape of `completions` (a list of G per prompt)."""
+    return REWARDS.get(kind)(prompts, completions, scorer, transform)

@@ -1,10 +1,11 @@
 """Run logging: wandb (offline by default) with the project's naming conventions, plus the run's own JSON files.
 
-wandb run: project from config, group = experiment, job_type = stage, name = short axis values, tags = axis values
-(each <= 64 characters), config = the flattened resolved config, id = signature (see wandb_id), resume allowed,
-always finished.
-`history.jsonl` and `summary.json` in the run directory carry the same numbers, as a second source that needs
-no wandb reader. Only rank 0 logs. The API key is never written anywhere: wandb reads it from its own environment.
+One wandb run per run directory: project from config, group = experiment, job_type = stage, name = the stage's
+axis values, tags = `stage=...` and the axis values (each <= 64 characters), config = the flattened resolved config,
+id = signature, resume allowed (a resumed attempt, or `rmlab eval` rescoring the run, continues it), always
+finished. `history.jsonl` and `summary.json` in the run directory carry the same numbers, as a second source that
+needs no wandb reader. Only rank 0 logs. The API key is never written anywhere: wandb reads it from its own
+environment.
 """
 
 from __future__ import annotations
@@ -17,18 +18,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rmlab.config.compose import resolved
+from rmlab.config.stages import stage_of
 from rmlab.util.atomic import atomic_write_json
 
 MAX_TAG = 64
-AXES = (
-    "paradigm.name",
-    "head.layers",
-    "head.activation",
-    "backbone.family",
-    "scale.name",
-    "data_mix.name",
-    "ensemble.method",
-)
 
 
 def is_rank_zero() -> bool:
@@ -58,41 +51,37 @@ def numeric_leaves(tree: dict, prefix: str = "") -> dict:
 
 
 def axis_values(cfg: DictConfig) -> dict[str, str]:
+    """The values of the keys that name a run of the config's stage (rmlab.config.stages)."""
     flat = flatten(resolved(cfg))
-    return {k: str(flat[k]) for k in AXES if k in flat}
+    return {k: str(flat[k]) for k in stage_of(cfg).axes if k in flat}
 
 
 def run_name(cfg: DictConfig) -> str:
+    """The stage's axis values joined by "-" (a head as `<layers>x<activation>`): `naive-2xsilu-qwen2_5_vl-tiny-
+    synth_mm`, `grpo-rule-qwen2_5_vl-tiny-synth_mm`."""
     v = axis_values(cfg)
-    head = f"{v.get('head.layers')}x{v.get('head.activation')}"
-    return "-".join(
-        [
-            v.get("paradigm.name", ""),
-            head,
-            v.get("backbone.family", ""),
-            v.get("scale.name", ""),
-            v.get("data_mix.name", ""),
-        ]
-    )[:128]
+    if "head.layers" in v:
+        v["head.layers"] = f"{v['head.layers']}x{v.pop('head.activation', '')}"
+    return "-".join(v.values())[:128]
 
 
 def tags(cfg: DictConfig) -> list[str]:
-    return [
-        f"{k.split('.')[-1] if k.startswith('head.') else k.split('.')[0]}={v}"[:MAX_TAG]
-        for k, v in axis_values(cfg).items()
+    """`stage=<stage>`, then `<node>=<value>` per axis (`backbone=qwen3`), or `<key>=<value>` where a node names
+    two axes (`layers=2`, `activation=silu`)."""
+    values = axis_values(cfg)
+    nodes = [k.split(".")[0] for k in values]
+    named = [
+        f"{k.split('.')[0] if nodes.count(k.split('.')[0]) == 1 else k.split('.')[-1]}={v}" for k, v in values.items()
     ]
-
-
-def wandb_id(signature: str, job_type: str) -> str:
-    """The training run's id is the signature; a later stage on the same run (eval) gets `<signature>-<stage>`."""
-    return signature if job_type == "train" else f"{signature}-{job_type}"
+    return [t[:MAX_TAG] for t in dict.fromkeys([f"stage={cfg.stage}", *named])]
 
 
 class RunLogger:
-    """Context manager: `with RunLogger(cfg, run, "train") as log: log.log({...}, step=n)`; wandb always finished."""
+    """Context manager: `with RunLogger(cfg, run) as log: log.log({...}, step=n)`; wandb always finished. The run's
+    stage is its wandb job_type; its signature its id."""
 
-    def __init__(self, cfg: DictConfig, run, job_type: str):
-        self.cfg, self.run_dir, self.job_type = cfg, run, job_type
+    def __init__(self, cfg: DictConfig, run):
+        self.cfg, self.run_dir, self.job_type = cfg, run, str(cfg.stage)
         self.enabled = is_rank_zero()
         self.wandb_run = None
         self._summary: dict = {}
@@ -110,7 +99,7 @@ class RunLogger:
                 name=run_name(self.cfg),
                 tags=tags(self.cfg),
                 config=flatten(resolved(self.cfg)),
-                id=wandb_id(self.run_dir.signature, self.job_type),
+                id=self.run_dir.signature,
                 resume="allow",
                 mode=mode,
                 dir=str(self.run_dir.path),
@@ -122,7 +111,7 @@ class RunLogger:
         if not self.enabled:
             return
         with open(self.run_dir.history, "a") as f:
-            f.write(json.dumps({"step": step, "job_type": self.job_type, **metrics}) + "\n")
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
@@ -130,7 +119,7 @@ class RunLogger:
         if not self.enabled:
             return
         self._summary.update(values)
-        path = Path(self.run_dir.path) / f"summary-{self.job_type}.json"
+        path = Path(self.run_dir.path) / "summary.json"
         previous = json.loads(path.read_text()) if path.exists() else {}
         atomic_write_json(path, {**previous, **values})
         if self.wandb_run is not None:

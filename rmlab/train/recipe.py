@@ -1,63 +1,41 @@
-"""The training recipe: one config in, one finished run directory out. Read top to bottom.
+"""The reward-model stage (`stage=reward_model`): one config in, a trained model and its scores out. Read top down.
 
-1. signature -> run directory; a finished run is skipped, an interrupted one resumes from its last checkpoint
-2. data: the mix's sources, a validation split, encoded once (overlong pairs reported, never cut)
-3. model: backbone (+ frozen vision tower, LoRA, checkpointing) and reward head
-4. loop: AdamW, warmup + cosine, gradient accumulation, validation and atomic checkpoints every N steps
-5. the trained model saved (loads back with one call), then scored on the mix's held-out sets
+The run's lifecycle (lock, status, attempts, logging, threads and seeds) is rmlab.runtime.lifecycle's; this is the
+body it runs:
+
+1. data: the mix's sources, a validation split, encoded once (overlong pairs reported, never cut)
+2. model: the paradigm's (backbone + frozen vision tower, LoRA, checkpointing; a reward head), optionally from a
+   finished run's weights (`train.init_from`)
+3. loop: AdamW, warmup + schedule, gradient accumulation, validation and atomic checkpoints every N steps; a run
+   that stopped resumes from its last checkpoint
+4. the trained model saved (loads back with one call), then scored on the mix's held-out sets and benchmarks
 """
 
 from __future__ import annotations
 
-import math
-import os
-import random
 import time
 
 import torch
 from omegaconf import DictConfig
 
 from rmlab.data.cache import encode_cached
-from rmlab.data.mix import ensure_synth, load_train_mix, resolve_sources
+from rmlab.data.mix import load_train_mix, resolve_sources
 from rmlab.data.stream import PairStream
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.benchmarks.run import evaluate_configured
-from rmlab.eval.score import Scorer, pair_accuracy
-from rmlab.launch.distributed import SINGLE, Dist, init_distributed, unwrap
-from rmlab.launch.preemption import PreemptionGuard
-from rmlab.launch.run_dir import RunDir, resolve_run, run_once
+from rmlab.eval.score import pair_accuracy, scorer_for
+from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
-from rmlab.tracking.logger import RunLogger, numeric_leaves
+from rmlab.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rmlab.runtime.distributed import SINGLE, Dist, unwrap
+from rmlab.runtime.lifecycle import StageRun
+from rmlab.runtime.optim import make_optimizer, make_scheduler
+from rmlab.runtime.preemption import PreemptionGuard
+from rmlab.runtime.run_dir import resolve_run
+from rmlab.tracking.logger import numeric_leaves
 from rmlab.train.batches import HeldPairs, StreamedPairs
-from rmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-
-
-def set_threads(requested: int) -> int:
-    """torch threads: the config's number, else what SLURM allots, else every core."""
-    n = requested or int(os.environ.get("SLURM_CPUS_PER_TASK") or 0) or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def warmup_cosine(total_steps: int, warmup_ratio: float):
-    """LR multiplier: linear warmup, then cosine decay to zero at total_steps."""
-    warmup = max(1, int(round(total_steps * warmup_ratio)))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+from rmlab.util.progress import progress
 
 
 def build_model(cfg: DictConfig):
@@ -92,33 +70,12 @@ def encode_weighted(encoder, pairs, cache_dir, desc, progress, validator) -> lis
     return [by_pair[id(p)] for p in pairs if id(p) in by_pair]
 
 
-def scorer(cfg: DictConfig, model, encoder, progress: bool) -> Scorer:
-    """Scores pairs the way this config trains them (its paradigm and options)."""
-    return Scorer(model, encoder, get_paradigm(cfg.paradigm.name), cfg, cfg.eval.batch_size, progress)
-
-
-def train(cfg: DictConfig) -> RunDir:
-    """Train (or resume, or skip) the run this config names; return its run directory.
-
-    A run is trained by one process at a time: a second job with the same signature finds the run's lock held and
-    leaves it alone. Interrupted (Ctrl-C, preemption) and failed runs say so in status.json and resume later.
-    """
-    dist = init_distributed()
-    if not dist.is_main:  # the other ranks of a multi-process job: rank 0 owns the run's lock and status
-        run = RunDir.for_config(cfg)
-        if run.status().get("state") != "done":
-            _train(cfg, run, dist)
-        return run
-    return run_once(cfg, lambda run: _train(cfg, run, dist))
-
-
-def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
+def train_reward_model(stage: StageRun) -> None:
+    """The stage's body: train (or resume) the config's model, save it, score it."""
+    cfg, run, dist, log = stage.cfg, stage.run, stage.dist, stage.log
     t = cfg.train
-    threads = set_threads(t.threads)
-    seed_everything(t.seed, t.deterministic)
 
-    # 2. data
-    ensure_synth(cfg.data_mix.synth)
+    # 1. data, 2. model
     paradigm = get_paradigm(cfg.paradigm.name)
     model, processor = paradigm.build(cfg)
     if t.init_from:
@@ -129,22 +86,22 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
     else:
         mix = load_train_mix(cfg)
         validator = mix.validator
-        train_set = encode_weighted(encoder, mix.train, cfg.paths.cache, "encode train", t.progress, validator)
+        train_set = encode_weighted(encoder, mix.train, cfg.paths.cache, "encode train", cfg.run.progress, validator)
         val_set, _, _ = encode_cached(encoder, mix.val, cfg.paths.cache, "encode val", False, validator)
         if not train_set:
             raise ConfigError(
                 f"data_mix {cfg.data_mix.name}: no training pair left after validation: {validator.summary()}"
             )
-        data = HeldPairs(train_set, t.batch_size, t.grad_accum, t.seed)
+        data = HeldPairs(train_set, t.batch_size, t.grad_accum, cfg.run.seed)
 
-    # 3. optimizer and schedule
+    # 3. optimizer, schedule, and the checkpoint to resume from
     model.to(dist.device)
     if dist.active:
         device_ids = [dist.device.index] if dist.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t.lr, t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(t.max_steps, t.warmup_ratio))
+    scheduler = make_scheduler(optimizer, str(t.schedule), t.max_steps, t.warmup_ratio)
 
     start_step = 0
     ckpt = latest_checkpoint(run.checkpoints)
@@ -153,34 +110,30 @@ def _train(cfg: DictConfig, run: RunDir, dist: Dist) -> None:
         data.fast_forward(start_step)
         print(f"[rmlab] resumed from {ckpt.name}")
 
-    with RunLogger(cfg, run, job_type="train") as log:
-        log.summary(
-            {
-                "model/trainable_params": sum(p.numel() for p in params),
-                "threads": threads,
-                "data/val_pairs": len(val_set),
-                **_data_summary(data, validator),
-            }
-        )
-        _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist)
-        dist.barrier()
-        if not dist.is_main:
-            return
-        model = unwrap(model)
-        log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
-        model.save(run.model, processor)
-        final = scorer(cfg, model, encoder, t.progress)
-        results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
-        results.update(evaluate_configured(cfg, final, run.eval_dir))
-        log.summary(numeric_leaves(results, "eval/"))
-        log.summary({"run/state": "done"})
-    run.update_status(state="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=t.max_steps)
+    log.summary(
+        {
+            "model/trainable_params": sum(p.numel() for p in params),
+            "threads": stage.threads,
+            "data/val_pairs": len(val_set),
+            **_data_summary(data, validator),
+        }
+    )
+    # 4. loop, then the model saved and scored
+    _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist)
+    dist.barrier()
+    if not dist.is_main:
+        return
+    model = unwrap(model)
+    log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
+    model.save(run.model, processor)
+    final = scorer_for(cfg, model, encoder, cfg.run.progress)
+    results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
+    results.update(evaluate_configured(cfg, final, run.eval_dir))
+    log.summary(numeric_leaves(results, "eval/"))
 
 
 def load_weights_from(model, ref: str, cfg: DictConfig) -> None:
     """Copy a finished run's trained weights into a freshly built model of the same configuration."""
-    from rmlab.models.reward_model import load_reward_model
-
     path = resolve_run(str(ref), cfg, "train.init_from")
     trained, _ = load_reward_model(path)
     missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
@@ -188,11 +141,6 @@ def load_weights_from(model, ref: str, cfg: DictConfig) -> None:
         raise ConfigError(f"train.init_from {path}: its model does not match this config's ({len(missing)} missing, "
                           f"{len(unexpected)} unexpected weights)")  # fmt: skip
     print(f"[rmlab] weights from {path}")
-
-
-def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW, fused: one kernel over all tensors instead of a Python loop over them (about 12% of a tiny step)."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def train_step(
@@ -220,15 +168,13 @@ def train_step(
 
 
 def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist: Dist) -> None:
-    from rmlab.util.progress import progress
-
     t = cfg.train
     model.train()
     bar = progress(
-        total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=t.progress and dist.is_main
+        total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=cfg.run.progress and dist.is_main
     )
     pad_id = encoder.tokenizer.pad_token_id
-    val_scorer = scorer(cfg, unwrap(model), encoder, progress=False)
+    val_scorer = scorer_for(cfg, unwrap(model), encoder, progress=False)
     guard = PreemptionGuard().install()
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
@@ -241,7 +187,9 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
             ) from None
         done = step + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.3f}", acc=f"{totals.get('accuracy', float('nan')):.2f}", refresh=False)
+        bar.set_postfix(
+            loss=f"{totals['loss']:.3f}", acc=f"{totals.get('pair_accuracy', float('nan')):.2f}", refresh=False
+        )
         pairs_per_s = t.batch_size * t.grad_accum / max(time.perf_counter() - started, 1e-9)
         log.log(
             {
@@ -253,11 +201,12 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
         )
         if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set and dist.is_main:
             model.eval()
-            log.log({"val/accuracy": pair_accuracy(val_scorer.score(val_set))}, step=done)
+            log.log({f"val/{val_scorer.metric}": 100.0 * pair_accuracy(val_scorer.score(val_set))}, step=done)
             model.train()
         preempted = dist.any(guard.requested)  # every process stops after the same step
-        if (t.save_every and done % t.save_every == 0 or preempted) and done < t.max_steps and dist.is_main:
-            save_checkpoint(run.checkpoints, done, unwrap(model), optimizer, scheduler, {}, keep=t.keep_checkpoints)
+        r = cfg.run
+        if (r.save_every and done % r.save_every == 0 or preempted) and done < t.max_steps and dist.is_main:
+            save_checkpoint(run.checkpoints, done, unwrap(model), optimizer, scheduler, {}, keep=r.keep_checkpoints)
             run.update_status(step=done)
         if preempted:
             print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")

@@ -16,6 +16,7 @@ from typing import Any
 
 from rmlab.data.records import ARCHIVE_SEP, PreferencePair
 from rmlab.errors import DataError
+from rmlab.util.registry import Registry
 
 
 @dataclass
@@ -66,25 +67,21 @@ class AdapterSpec:
     hub_kwargs: dict = field(default_factory=dict)  # extra load_dataset arguments (config name, split, data_files)
 
 
-ADAPTERS: dict[str, AdapterSpec] = {}
+ADAPTERS: Registry[AdapterSpec] = Registry("dataset adapter", error=DataError)
 
 
 def adapter(name: str, *, hub_id: str | None, modality: str, schema: str, **hub_kwargs):
     """Register an adapter under `name` (the name data mixes and `rmlab data validate` use)."""
 
     def register(fn: Adapter) -> Adapter:
-        if name in ADAPTERS:
-            raise ValueError(f"adapter {name!r} registered twice")
-        ADAPTERS[name] = AdapterSpec(name, fn, hub_id, modality, schema, hub_kwargs)
+        ADAPTERS.add(name, AdapterSpec(name, fn, hub_id, modality, schema, hub_kwargs))
         return fn
 
     return register
 
 
 def get_adapter(name: str) -> AdapterSpec:
-    if name not in ADAPTERS:
-        raise DataError(f"unknown dataset adapter {name!r}; known: {', '.join(sorted(ADAPTERS))}")
-    return ADAPTERS[name]
+    return ADAPTERS.get(name)
 
 
 # ------------------------------------------------------------------------------------------------ reading rows

@@ -3,10 +3,10 @@
 import importlib
 import pkgutil
 
-from rmlab.eval.benchmarks.base import BENCHMARKS, BenchItem, Benchmark, get_benchmark
+from rmlab.eval.benchmarks.base import BENCHMARKS, BenchItem, Benchmark, SynthExamples, get_benchmark
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "run"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["BENCHMARKS", "BenchItem", "Benchmark", "get_benchmark"]
+__all__ = ["BENCHMARKS", "BenchItem", "Benchmark", "SynthExamples", "get_benchmark"]

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmlab.data.adapters.base import AdapterSpec, RowContext
+from rmlab.data.adapters.base import read_rows as data_rows
 from rmlab.errors import DataError
+from rmlab.util.atomic import atomic_write_text
+from rmlab.util.registry import Registry
 
 
 @dataclass
@@ -38,25 +42,33 @@ class Benchmark:
     name: str
     load: Callable[..., list[BenchItem]]  # (path, image_root=None) -> items in file order
     metrics: Callable[..., dict]  # (items, predictions, **options) -> metrics (percentages)
-    synth: Callable[..., None]  # (out_dir, rng, make_mm, make_text) -> writes a file in the official schema
+    synth: Callable[..., None]  # (out_dir, rng, SynthExamples) -> writes a file in the official schema
     file_name: str  # what `synth` writes under its folder
     options: dict[str, tuple]  # option -> allowed values (official first)
     headline: tuple[str, ...]  # the metrics a bootstrap interval is reported for
     convention: str  # one line stating the official conventions
 
 
-BENCHMARKS: dict[str, Benchmark] = {}
+@dataclass
+class SynthExamples:
+    """What a benchmark's synthetic-file writer draws from (the testbed, rmlab.testbed, supplies it): examples no
+    training or test split holds, by task."""
+
+    mm: Callable  # (rng, task) -> a multimodal example (png, question, right, wrong, others, evidence, task)
+    text: Callable  # (rng, task) -> a text example
+    mm_tasks: tuple[str, ...]
+    text_tasks: tuple[str, ...]
+
+
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", error=DataError)
 
 
 def register(benchmark: Benchmark) -> Benchmark:
-    BENCHMARKS[benchmark.name] = benchmark
-    return benchmark
+    return BENCHMARKS.add(benchmark.name, benchmark)
 
 
 def get_benchmark(name: str) -> Benchmark:
-    if name not in BENCHMARKS:
-        raise DataError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
-    return BENCHMARKS[name]
+    return BENCHMARKS.get(name)
 
 
 def check_options(benchmark: Benchmark, options: dict) -> dict:
@@ -100,8 +112,6 @@ def read_predictions(path: str | Path, items: list[BenchItem]) -> list[dict]:
 
 def write_predictions(path: str | Path, items: list[BenchItem], predictions: list[dict]) -> None:
     """One row per item: its id and its prediction (`scores` or `choice`)."""
-    from rmlab.util.atomic import atomic_write_text
-
     lines = [json.dumps({"id": item.id, **p}) for item, p in zip(items, predictions, strict=True)]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
@@ -144,9 +154,6 @@ def load_items(
     """Every row of a benchmark file (jsonl, json, parquet, a folder of parquet shards, a hub id, or `hub` for the
     benchmark's own dataset) through `to_item(row, ctx)`, with the data layer's readers and image resolution; a row
     outside the schema is an error naming the file and the row (a benchmark is never scored on part of itself)."""
-    from rmlab.data.adapters.base import AdapterSpec, RowContext
-    from rmlab.data.adapters.base import read_rows as data_rows
-
     spec = AdapterSpec(name="benchmark", fn=None, hub_id=hub_id, modality="", schema=schema, hub_kwargs=hub_kwargs)
     items = []
     for index, row in enumerate(data_rows(path, spec)):

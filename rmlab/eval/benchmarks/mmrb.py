@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from rmlab.data.records import content_with_images
-from rmlab.eval.benchmarks.base import BenchItem, Benchmark, load_items, pct, prefers, register
+from rmlab.eval.benchmarks.base import BenchItem, Benchmark, SynthExamples, load_items, pct, prefers, register
 
 COLUMNS = {  # leaderboard column -> the script's categories
     "general_correctness": ("open_generation/correctness_task",),
@@ -88,9 +88,8 @@ def metrics(items: list[BenchItem], predictions: list[dict], unparseable: str = 
     }
 
 
-def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 56) -> None:
+def synth(out_dir: Path, rng: random.Random, examples: SynthExamples, n: int = 56) -> None:
     """all_data.json rows with ID prefixes and categories as the release has them; images under images/<source>/."""
-    from rmlab.data.synth import MM_TASKS
 
     kinds = [  # (ID prefix, Category)
         ("nocaps", "open_generation/correctness_task"),
@@ -104,7 +103,7 @@ def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 56) ->
     rows = []
     for i in range(n):
         prefix, category = kinds[i % len(kinds)]
-        ex = make_mm(rng, MM_TASKS[i % len(MM_TASKS)])
+        ex = examples.mm(rng, examples.mm_tasks[i % len(examples.mm_tasks)])
         image = f"images/{prefix}/{i:05d}.png"
         (out_dir / "images" / prefix).mkdir(parents=True, exist_ok=True)
         (out_dir / image).write_bytes(ex["png"])

@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from rmlab.data.adapters.mm_rlhf import mm_rlhf as mm_rlhf_row
-from rmlab.eval.benchmarks.base import BenchItem, Benchmark, load_items, pct, prefers, register
+from rmlab.eval.benchmarks.base import BenchItem, Benchmark, SynthExamples, load_items, pct, prefers, register
 
 KEYWORDS = ("mcq", "long", "short", "safety", "video")
 SCHEMA = "id, prompt, chosen, rejected, image | video"
@@ -80,14 +80,13 @@ def metrics(items: list[BenchItem], predictions: list[dict]) -> dict:
     return out
 
 
-def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n_ids: int = 24) -> None:
+def synth(out_dir: Path, rng: random.Random, examples: SynthExamples, n_ids: int = 24) -> None:
     """Each id: one image (or a 3-frame video) with a question and two or three rejected answers: several pairs."""
-    from rmlab.data.synth import MM_TASKS
 
     rows = []
     for i in range(n_ids):
         kw = KEYWORDS[i % len(KEYWORDS)]
-        ex = make_mm(rng, MM_TASKS[i % len(MM_TASKS)])
+        ex = examples.mm(rng, examples.mm_tasks[i % len(examples.mm_tasks)])
         if kw == "video":
             media = {"video": f"video/clip{i:04d}"}
             frames = [ex["png"]] * 3

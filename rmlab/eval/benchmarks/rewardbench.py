@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from rmlab.eval.benchmarks.base import BenchItem, Benchmark, load_items, pct, prefers, register
+from rmlab.eval.benchmarks.base import BenchItem, Benchmark, SynthExamples, load_items, pct, prefers, register
 
 EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95,
@@ -80,9 +80,8 @@ def metrics(items: list[BenchItem], predictions: list[dict], unparseable: str = 
     }
 
 
-def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 64) -> None:
+def synth(out_dir: Path, rng: random.Random, examples: SynthExamples, n: int = 64) -> None:
     """The filtered split's columns, one subset from each section per text task, plus a refusal subset."""
-    from rmlab.data.synth import TEXT_TASKS
 
     subsets = {"fact": "alpacaeval-easy", "copy": "llmbar-natural", "compare": "math-prm", "sum": "hep-python"}
     rows = []
@@ -100,8 +99,8 @@ def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 64) ->
                 }
             )
             continue
-        task = TEXT_TASKS[i % len(TEXT_TASKS)]
-        ex = make_text(rng, task)
+        task = examples.text_tasks[i % len(examples.text_tasks)]
+        ex = examples.text(rng, task)
         rows.append(
             {
                 "prompt": ex["question"],

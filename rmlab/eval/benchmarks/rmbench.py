@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 from rmlab.errors import DataError
-from rmlab.eval.benchmarks.base import BenchItem, Benchmark, load_items, register
+from rmlab.eval.benchmarks.base import BenchItem, Benchmark, SynthExamples, load_items, register
 
 DOMAINS = ("chat", "math", "code", "safety")
 STYLES = 3
@@ -81,9 +81,8 @@ def metrics(items: list[BenchItem], predictions: list[dict]) -> dict:
     }
 
 
-def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 48) -> None:
+def synth(out_dir: Path, rng: random.Random, examples: SynthExamples, n: int = 48) -> None:
     """Rows with the three styles of each answer: concise, a plain sentence, and markdown."""
-    from rmlab.data.synth import TEXT_TASKS
 
     domains = {"fact": "chat", "copy": "code", "compare": "math", "sum": "math"}
 
@@ -103,8 +102,8 @@ def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 48) ->
                 }
             )
             continue
-        task = TEXT_TASKS[i % len(TEXT_TASKS)]
-        ex = make_text(rng, task)
+        task = examples.text_tasks[i % len(examples.text_tasks)]
+        ex = examples.text(rng, task)
         rows.append(
             {
                 "id": i,

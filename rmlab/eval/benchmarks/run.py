@@ -13,8 +13,10 @@ import math
 from pathlib import Path
 
 from rmlab.data.records import PreferencePair
+from rmlab.errors import ConfigError, DataError
 from rmlab.eval.benchmarks.base import BenchItem, check_options, get_benchmark, read_predictions, write_predictions
 from rmlab.eval.bootstrap import bootstrap_intervals, paired_bootstrap
+from rmlab.util.atomic import atomic_write_json
 
 
 def as_pairs(item: BenchItem) -> list[PreferencePair]:
@@ -41,8 +43,6 @@ def score_items(scorer, items: list[BenchItem]) -> list[dict]:
     """A prediction per item, in the benchmark's order: `scores` per response from a scalar model, or a two-response
     item's `choice` from a judge that only chooses. A row the encoder cannot fit is an error: a benchmark number over
     part of the benchmark would not be the benchmark's number."""
-    from rmlab.errors import DataError
-
     widest = max(len(item.responses) for item in items)
     if widest > 2 and not scorer.scalar:
         raise DataError(
@@ -108,8 +108,6 @@ def evaluate_benchmark(
     scorer, name: str, path: str, image_root: str | None, out_dir: Path, options=None, n_boot: int = 1000
 ) -> dict:
     """Load, score, write `predictions.jsonl` and `metrics.json` under out_dir; return the metrics."""
-    from rmlab.util.atomic import atomic_write_json
-
     items = get_benchmark(name).load(path, image_root=image_root)
     write_predictions(out_dir / "predictions.jsonl", items, score_items(scorer, items))
     predictions = read_predictions(out_dir / "predictions.jsonl", items)
@@ -141,8 +139,6 @@ def dumps(obj) -> str:
 
 def evaluate_configured(cfg, scorer, out_dir_for) -> dict[str, dict]:
     """Every benchmark in `eval.benchmarks`, from where `benchmarks.<name>` says it is."""
-    from rmlab.errors import ConfigError
-
     results = {}
     for name in cfg.eval.benchmarks:
         get_benchmark(name)

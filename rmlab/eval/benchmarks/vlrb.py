@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 
 from rmlab.data.records import content_with_images
-from rmlab.eval.benchmarks.base import BenchItem, Benchmark, load_items, pct, prefers, register
+from rmlab.eval.benchmarks.base import BenchItem, Benchmark, SynthExamples, load_items, pct, prefers, register
 
 GROUPS = {
     "vlfeedback": "general",
@@ -104,9 +104,8 @@ def metrics(items: list[BenchItem], predictions: list[dict], unparseable: str = 
     }
 
 
-def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 60) -> None:
+def synth(out_dir: Path, rng: random.Random, examples: SynthExamples, n: int = 60) -> None:
     """Rows in the repository's data.jsonl layout, images under images/<source>/, either response order."""
-    from rmlab.data.synth import MM_TASKS
 
     sources = ["wildvision-battle", "povid", "rlaif-v", "rlhf-v", "reasoning_tasks", "vlfeedback"]
     prefixes = {
@@ -120,7 +119,7 @@ def synth(out_dir: Path, rng: random.Random, make_mm, make_text, n: int = 60) ->
     rows = []
     for i in range(n):
         source = sources[i % len(sources)]
-        ex = make_mm(rng, MM_TASKS[i % len(MM_TASKS)])
+        ex = examples.mm(rng, examples.mm_tasks[i % len(examples.mm_tasks)])
         item_id = f"{prefixes[source]}-{i}"
         image_path = f"images/{source}/{item_id}.png"
         (out_dir / "images" / source).mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
-"""A run directory `runs/<experiment>/<signature>/` and its status file.
+"""A run directory `runs/<experiment>/<signature>/` and its status file, and references to finished runs.
 
 Layout: `config.yaml` (the resolved config), `status.json` (state, attempts, timings), `checkpoints/`, `model/`
-(the trained model), `history.jsonl` (train curves), `eval/<set>/{predictions.jsonl,metrics.json}`.
-Every file is written atomically, so a crash never leaves a torn status or config.
+(the trained model), `history.jsonl` (train curves), `summary.json`, `eval/<set>/{predictions.jsonl,metrics.json}`.
+Every file is written atomically, so a crash never leaves a torn status or config. The directory's name (the
+signature) is given by rmlab.launch.signature; this module only keeps what is in it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rmlab.launch.signature import signature
+from rmlab.errors import ConfigError
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
 
 STATES = ("pending", "queued", "running", "done", "failed", "interrupted")
@@ -43,9 +44,8 @@ class RunDir:
     experiment: str
 
     @classmethod
-    def for_config(cls, cfg: DictConfig) -> RunDir:
-        sig = signature(cfg)
-        return cls(Path(cfg.paths.runs).resolve() / cfg.experiment / sig, sig, cfg.experiment)
+    def under(cls, runs: str | Path, experiment: str, signature: str) -> RunDir:
+        return cls(Path(runs).resolve() / experiment / signature, signature, experiment)
 
     @property
     def checkpoints(self) -> Path:
@@ -101,6 +101,7 @@ class RunDir:
         previous = self.status()
         return self.update_status(
             state="running",
+            stage=str(cfg.stage),
             attempts=previous.get("attempts", 0) + 1,
             started=_now(),
             host=socket.gethostname(),
@@ -110,35 +111,9 @@ class RunDir:
         )
 
 
-def run_once(cfg: DictConfig, body, verb: str = "trained") -> RunDir:
-    """Run `body(run)` in the run directory the config names, once: a done run is skipped, a run whose lock another
-    process holds is left to it, and an interrupted (Ctrl-C, preemption) or failed attempt says so in status.json
-    before the exception goes on."""
-    run = RunDir.for_config(cfg)
-    if run.status().get("state") == "done":
-        print(f"[rmlab] {run.path}: already done, skipped")
-        return run
-    with run.lock() as held:
-        if not held:
-            print(f"[rmlab] {run.path}: already being {verb} by another process, not starting a second copy")
-            return run
-        run.start_attempt(cfg)
-        try:
-            body(run)
-        except (KeyboardInterrupt, SystemExit) as e:
-            run.update_status(state="interrupted", error=f"interrupted ({type(e).__name__})")
-            raise
-        except BaseException as e:
-            run.update_status(state="failed", error=f"{type(e).__name__}: {e}")
-            raise
-    return run
-
-
 def resolve_run(ref: str, cfg: DictConfig, what: str) -> Path:
     """A reference to a finished run or model (an ensemble member, a policy, a reward model, weights to start from)
     as a directory: a path as given, else a run signature under `paths.runs` (this experiment's folder first)."""
-    from rmlab.errors import ConfigError
-
     path = Path(ref)
     if path.is_dir():
         return path

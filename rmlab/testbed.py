@@ -18,8 +18,12 @@ from __future__ import annotations
 import io
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
+
+from rmlab.config.schema import SynthSpec
+from rmlab.eval.benchmarks import BENCHMARKS, SynthExamples
+from rmlab.util.atomic import file_lock
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -87,20 +91,6 @@ RLAIF_V_DIR = "rlaif_v"
 MM_RLHF_DIR = "mm_rlhf"
 BENCHMARKS_DIR = "benchmarks"
 ULTRAFEEDBACK_DIR = "ultrafeedback"
-
-
-@dataclass
-class SynthSpec:
-    """What `rmlab data synth` writes: sizes per split (train, test, val), image side and the seed."""
-
-    seed: int = 0
-    mm_train: int = 2000
-    mm_test: int = 400
-    text_train: int = 2000
-    text_test: int = 400
-    mm_val: int = 500
-    text_val: int = 500
-    image_size: int = 56
 
 
 def _draw_shape(draw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -346,7 +336,6 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
 
 def write_benchmarks(out: Path, spec: SynthSpec, seen_mm: set, seen_text: set) -> None:
     """Each benchmark's file in its official schema (rmlab.eval.benchmarks), from examples no split contains."""
-    from rmlab.eval.benchmarks import BENCHMARKS
 
     def fresh(make, seen, tasks):
         def draw(rng, task):  # the task asked for, else (its examples all used) the next one that has some left
@@ -361,12 +350,16 @@ def write_benchmarks(out: Path, spec: SynthSpec, seen_mm: set, seen_text: set) -
 
         return draw
 
-    make_mm = fresh(lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm, MM_TASKS)
-    make_text = fresh(text_example, seen_text, TEXT_TASKS)
+    examples = SynthExamples(
+        mm=fresh(lambda r, t: multimodal_example(r, t, spec.image_size), seen_mm, MM_TASKS),
+        text=fresh(text_example, seen_text, TEXT_TASKS),
+        mm_tasks=MM_TASKS,
+        text_tasks=TEXT_TASKS,
+    )
     for name, bench in sorted(BENCHMARKS.items()):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        bench.synth(folder, random.Random(f"{spec.seed}-bench-{name}"), make_mm, make_text)
+        bench.synth(folder, random.Random(f"{spec.seed}-bench-{name}"), examples)
 
 
 def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
@@ -399,6 +392,20 @@ def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
     write_split("test", spec.mm_test, spec.text_test)
     write_benchmarks(out / BENCHMARKS_DIR, spec, seen_mm, seen_text)
     write_split("val", spec.mm_val, spec.text_val)  # last: adding it changed no other split or benchmark
-    manifest = {"generator": "rmlab.data.synth", "spec": spec.__dict__, "counts": counts}
+    manifest = {"generator": "rmlab.testbed", "spec": spec.__dict__, "counts": counts}
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def ensure_testbed(synth) -> None:
+    """Write the testbed where a synthetic mix expects it (`data_mix.synth`), once: parallel jobs wait on a lock, and
+    a testbed written with another spec is written again."""
+    if synth is None:
+        return
+    spec = SynthSpec(**{f.name: synth[f.name] for f in fields(SynthSpec)})
+    out = Path(synth.dir)
+    manifest = out / "MANIFEST.json"
+    with file_lock(out.parent / f".{out.name}.lock"):
+        if manifest.exists() and json.loads(manifest.read_text()).get("spec") == spec.__dict__:
+            return
+        write_testbed(out, spec)

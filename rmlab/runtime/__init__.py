@@ -1,0 +1,1 @@
+"""Running one run: its directory and status, the lifecycle every stage shares, processes, checkpoints, preemption."""
