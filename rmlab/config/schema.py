@@ -219,12 +219,20 @@ class EnsembleConfig:
     val_pairs: int = 1000  # validation pairs, drawn evenly across the data_mix.val sources
 
 
+class StrategyName(StrEnum):
+    auto = "auto"  # fsdp for every scale but tiny; ddp at tiny
+    ddp = "ddp"  # every process holds the whole model (fp32), gradients all-reduced
+    fsdp = "fsdp"  # FSDP2: parameters, gradients and optimizer state sharded over the processes
+
+
 @dataclass
 class RunConfig:
     """What every stage reads: the seed, and how a run uses its machine, saves and shows progress."""
 
     seed: int = 0
     deterministic: bool = True
+    strategy: StrategyName = StrategyName.auto  # how a model spreads over the job's processes (rmlab.runtime.strategy)
+    offload: bool = False  # fsdp: parameters, gradients and optimizer state in CPU memory between uses
     threads: int = 0  # torch threads; 0 = what SLURM allots or all cores
     save_every: int = 200  # checkpoint every N steps (0 = only at the end)
     keep_checkpoints: int = 2

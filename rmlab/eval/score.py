@@ -22,6 +22,7 @@ from rmlab.errors import ConfigError
 from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
 from rmlab.paradigms.base import verdict_right
+from rmlab.runtime.distributed import SINGLE, Dist
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
 from rmlab.util.progress import progress as progress_bar
 
@@ -91,6 +92,7 @@ class PairScoring:
     name = ""
     scalar = True
     metric = "pair_accuracy"
+    writes = True  # False in the processes of a job other than rank 0: they score their share, rank 0 writes
 
     def score_pairs(self, pairs, desc: str = "encode") -> tuple[list[dict], list, dict[str, int]]:
         raise NotImplementedError
@@ -99,7 +101,8 @@ class PairScoring:
         """Score and write one evaluation set; return its metrics."""
         verdicts, pairs, skipped = self.score_pairs(pairs, f"encode {out_dir.name}")
         metrics = metrics_for(pairs, verdicts, skipped, self.metric)
-        write_predictions(out_dir, pairs, verdicts, metrics)
+        if self.writes:
+            write_predictions(out_dir, pairs, verdicts, metrics)
         return metrics
 
     def evaluate(self, sources, out_dir_for: Callable[[str], Path]) -> dict[str, dict]:
@@ -117,10 +120,15 @@ class Scorer(PairScoring):
     cfg: object
     batch_size: int = 32
     progress: bool = False
+    dist: Dist = SINGLE  # a job's processes split the items between them; every one gets every verdict
 
     @property
     def name(self) -> str:
         return self.paradigm.name
+
+    @property
+    def writes(self) -> bool:
+        return self.dist.is_main
 
     @property
     def scalar(self) -> bool:
@@ -130,9 +138,24 @@ class Scorer(PairScoring):
     def metric(self) -> str:
         return self.paradigm.metric
 
-    @torch.no_grad()
     def score(self, items) -> list[dict]:
-        """A verdict per encoded pair (`{"scores": [chosen, rejected]}` and/or `{"choice": ...}`), in item order."""
+        """A verdict per encoded pair (`{"scores": [chosen, rejected]}` and/or `{"choice": ...}`), in item order.
+
+        In a job of several processes each scores every world-size-th item (its share padded to the same count,
+        so a sharded model runs the same forwards everywhere) and the verdicts are gathered."""
+        dist = self.dist
+        if not dist.active or not items:
+            return self._score(items)
+        mine = list(range(dist.rank, len(items), dist.world_size))
+        share = -(-len(items) // dist.world_size)
+        verdicts = self._score([items[i] for i in mine] + [items[0]] * (share - len(mine)))[: len(mine)]
+        out: list = [None] * len(items)
+        for i, verdict in dist.gather(list(zip(mine, verdicts, strict=True))):
+            out[i] = verdict
+        return out
+
+    @torch.no_grad()
+    def _score(self, items) -> list[dict]:
         order = sorted(range(len(items)), key=lambda i: items[i].length)
         verdicts: list = [None] * len(items)
         was_training = self.model.training
@@ -151,9 +174,9 @@ class Scorer(PairScoring):
         return self.score(encoded), kept, skipped
 
 
-def scorer_for(cfg, model, encoder, progress: bool = False) -> Scorer:
+def scorer_for(cfg, model, encoder, progress: bool = False, dist: Dist = SINGLE) -> Scorer:
     """Scores pairs the way this config trains them (its paradigm and options)."""
-    return Scorer(model, encoder, get_paradigm(cfg.paradigm.name), cfg, cfg.eval.batch_size, progress)
+    return Scorer(model, encoder, get_paradigm(cfg.paradigm.name), cfg, cfg.eval.batch_size, progress, dist)
 
 
 def model_dir_of(path: Path) -> tuple[Path, Path | None]:

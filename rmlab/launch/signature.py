@@ -43,6 +43,8 @@ EXCLUDED = (
     "backbone.hub_ids",
     "data_mix.synth.dir",
     "run.threads",
+    "run.strategy",
+    "run.offload",
     "run.progress",
     "run.save_every",
     "run.keep_checkpoints",

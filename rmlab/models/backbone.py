@@ -40,11 +40,11 @@ def _tiny_config(scale) -> TinyConfig:
     return TinyConfig(**{f.name: scale.tiny[f.name] for f in fields(TinyConfig)})
 
 
-def load_backbone(backbone, scale, seed: int = 0):
-    """(generative model, processor) for the configured backbone, in the configured dtype."""
+def load_backbone(backbone, scale, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """(generative model, processor) for the configured backbone, its weights in `dtype`: float32 for training (the
+    master weights the optimizer steps; `backbone.dtype` is the dtype it computes in, rmlab.runtime.strategy)."""
     family = FAMILIES.get(backbone.family)
     source = backbone_source(backbone, scale)
-    dtype = DTYPES[str(backbone.dtype)]
     if source == "tiny":
         model, processor = build_tiny(family.name, _tiny_config(scale), seed=seed)
         model = model.to(dtype)

@@ -37,4 +37,4 @@ class RewardHead(nn.Module):
         self.config = {"in_dim": in_dim, "layers": layers, "activation": activation, "width": width, "dropout": dropout}
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.net(pooled.float()).squeeze(-1)
+        return self.net(pooled.float())[..., 0].clone()  # a new tensor, not a view (FSDP hooks need it)

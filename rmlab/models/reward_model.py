@@ -7,7 +7,6 @@ processor, and `rmlab_model.json` describing how they fit together.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -50,7 +49,9 @@ class _Backbone(nn.Module):
         return self.backbone.get_base_model() if _is_peft(self.backbone) else self.backbone
 
     def device(self) -> torch.device:
-        return next(self.backbone.parameters()).device
+        """Where inputs go: the device the strategy computes on (set when parameters are offloaded to CPU), else
+        the parameters' own."""
+        return getattr(self, "compute_device", None) or next(self.backbone.parameters()).device
 
     def hidden_states(self, inputs: dict) -> torch.Tensor:
         device = self.device()
@@ -80,30 +81,61 @@ class _Backbone(nn.Module):
             for name, value in state.items():
                 params[name].copy_(value)
 
+    def generate_tokens(self, **kwargs):
+        """The backbone's `generate` (a method of this model, so a sharded model gathers its weights for it)."""
+        return self.generative_model().generate(**kwargs)
+
     def _extra_meta(self) -> dict:
         return {}
 
-    def _save_extra(self, directory: Path) -> None:
-        """Files beside the backbone (a head)."""
+    def _save_extra(self, directory: Path, state: dict[str, torch.Tensor]) -> None:
+        """Files beside the backbone (a head), from the model's state without the backbone's entries."""
 
-    def save(self, path: str | Path, processor) -> Path:
-        """Write the model atomically: a crash leaves either the previous directory or the complete new one."""
+    def save(self, path: str | Path, processor, state: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+        """Write the model atomically: a crash leaves either the previous directory or the complete new one.
+
+        `state` is the whole model's state dict (gathered from its shards when it is sharded; default: this module's
+        own); the backbone is written in `dtype` (the compute dtype: bf16 at scale; default: as it is), the head in
+        fp32."""
+        if state is None:
+            state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        backbone = {k.removeprefix("backbone."): _cast(v, dtype) for k, v in state.items() if k.startswith("backbone.")}
+        extra = {k: v for k, v in state.items() if not k.startswith("backbone.")}
         with atomic_dir(path) as tmp:
             meta = {"format": FORMAT_VERSION, "family": self.family, "paradigm": self.paradigm, **self._extra_meta()}
             if _is_peft(self.backbone):
-                self.backbone.save_pretrained(tmp / "adapter")
+                self.backbone.save_pretrained(tmp / "adapter", state_dict=backbone)
                 base_source = self.source
                 if self.source == "tiny":  # not reloadable from anywhere else: keep the base weights too
-                    copy.deepcopy(self.backbone).unload().save_pretrained(tmp / "base")
+                    _save_base(self.generative_model().config, backbone, tmp / "base")
                     base_source = "base"
                 meta["backbone"] = {"adapter": "adapter", "base": base_source}
             else:
-                self.backbone.save_pretrained(tmp / "backbone")
+                self.backbone.save_pretrained(tmp / "backbone", state_dict=backbone)
                 meta["backbone"] = {"weights": "backbone"}
             processor.save_pretrained(tmp / "processor")
-            self._save_extra(tmp)
+            self._save_extra(tmp, extra)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return Path(path)
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def _save_base(config, peft_state: dict[str, torch.Tensor], directory: Path) -> None:
+    """The frozen base weights under a LoRA adapter, as a plain checkpoint of the base model (its keys without
+    PEFT's `base_model.model.` prefix and `.base_layer`, without the adapter's `lora_` weights)."""
+    from safetensors.torch import save_file
+
+    base = {
+        k.removeprefix("base_model.model.").replace(".base_layer.", "."): v.contiguous()
+        for k, v in peft_state.items()
+        if "lora_" not in k
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(directory)
+    save_file(base, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
 
 class RewardModel(_Backbone):
@@ -159,10 +191,11 @@ class RewardModel(_Backbone):
     def _extra_meta(self) -> dict:
         return {"head": self.head.config}
 
-    def _save_extra(self, directory: Path) -> None:
+    def _save_extra(self, directory: Path, state: dict[str, torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, directory / "head.safetensors")
+        head = {k.removeprefix("head."): v.float().contiguous() for k, v in state.items() if k.startswith("head.")}
+        save_file(head, directory / "head.safetensors")
 
 
 class JudgeModel(_Backbone):

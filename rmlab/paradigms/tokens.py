@@ -133,12 +133,12 @@ def generate(
     for key in sorted({k for s in rows for k in s.vision}):
         inputs[key] = torch.cat([s.vision[key] for s in rows if key in s.vision], dim=0)
     generator_model = model.generative_model()
-    device = next(generator_model.parameters()).device
+    device = model.device()
     inputs = {k: v.to(device) for k, v in inputs.items()}
     sampling = samples > 1
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        out = generator_model.generate(
+        out = model.generate_tokens(
             **inputs,
             max_new_tokens=max_new_tokens,
             do_sample=sampling,
@@ -148,6 +148,7 @@ def generate(
             eos_token_id=stops,
             pad_token_id=pad_id,
             suppress_tokens=media_token_ids(generator_model) or None,
+            synced_gpus=getattr(model, "synced_generation", False),  # sharded: every process steps until all stop
         )
     new = out[:, width:].tolist()
     cut = []

@@ -1,21 +1,40 @@
-"""Training checkpoints: what changed (trainable weights, optimizer, scheduler, RNG), written atomically.
+"""Training checkpoints through torch.distributed.checkpoint (DCP), each written whole or not at all.
 
-A checkpoint is a directory `checkpoints/step_NNNNNNNN/`, complete or absent: it is built under a hidden temporary
-name and renamed into place, so a crash mid-write leaves the previous checkpoint as the latest one.
+A checkpoint is a directory `checkpoints/step_NNNNNNNN/`: every process writes its own shard of the trainable
+parameters and of the optimizer state (`*.distcp`, DCP's format: a checkpoint written by N processes loads into M),
+its random generators (`rng_rank<r>.safetensors`, `rng_rank<r>.json`), and rank 0 the trainer state
+(`trainer_state.json`: step, scheduler, how many processes wrote it). It is built under a hidden temporary name and
+renamed into place once every process has written, so a crash mid-write leaves the previous checkpoint as the latest
+one; only `keep` of them are kept.
+
+Nothing read back can run code: tensors load with `weights_only=True`, DCP's metadata through an unpickler that only
+builds DCP's own metadata classes, and the rest is JSON or safetensors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import pickle
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from rmlab.util.atomic import atomic_dir
+from rmlab.runtime.distributed import SINGLE, Dist
+from rmlab.util.atomic import fsync_tree
 
 PREFIX = "step_"
+# Frozen weights (a vision tower, LoRA's base) are neither saved nor restored. (A checkpoint that lacks a trainable
+# weight the model has is still an error: DCP refuses to load a state dict key the checkpoint does not hold.)
+OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def _name(step: int) -> str:
@@ -34,35 +53,138 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
-    from safetensors.torch import save_file
-
+def save_checkpoint(
+    root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2, dist: Dist = SINGLE
+) -> Path:
+    """Every process calls this (each writes its shard); returns the checkpoint's directory."""
     path = root / _name(step)
-    with atomic_dir(path) as tmp:
-        save_file({k: v.contiguous() for k, v in model.trainable_state().items()}, tmp / "trainable.safetensors")
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(),
-            },
-            tmp / "optimizer.pt",
-        )
-        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
-    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    tmp = root / f".{path.name}.tmp"
+    if dist.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    try:
+        model_state, optim_state = get_state_dict(model, optimizer, options=OPTIONS)
+        with _quiet():
+            dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp), no_dist=_no_group())
+        _save_rng(tmp, dist.rank)
+        dist.barrier()
+        if dist.is_main:
+            trainer = {**state, "step": step, "world_size": dist.world_size, "scheduler": scheduler.state_dict()}
+            (tmp / "trainer_state.json").write_text(json.dumps(trainer, indent=2) + "\n")
+            fsync_tree(tmp)
+            shutil.rmtree(path, ignore_errors=True)
+            tmp.rename(path)
+            for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+                shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if dist.is_main:  # what a crash would leave is ignored anyway (a dot name); an error cleans it up
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    dist.barrier()
     return path
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    """Restore model, optimizer, scheduler and RNG state; return the trainer state (step, ...)."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, dist: Dist = SINGLE) -> dict:
+    """Restore the trainable weights, optimizer, scheduler and this process's random generators (rank 0's when the
+    checkpoint was written by fewer processes); return the trainer state (step, ...)."""
+    model_state, optim_state = get_state_dict(model, optimizer, options=OPTIONS)
+    loaded = {"model": model_state, "optim": optim_state}
+    reader, planner = SafeReader(str(path)), SafeLoadPlanner()
+    with _quiet():
+        dcp.load(loaded, checkpoint_id=str(path), storage_reader=reader, planner=planner, no_dist=_no_group())
+    set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"], options=OPTIONS)
+    trainer = json.loads((path / "trainer_state.json").read_text())
+    scheduler.load_state_dict(trainer["scheduler"])
+    _load_rng(path, dist.rank if dist.rank < trainer.get("world_size", 1) else 0)
+    return trainer
+
+
+def _no_group() -> bool:
+    return not torch.distributed.is_initialized()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """DCP warns at every save and load of a single process that it assumes a single process: it is one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _save_rng(directory: Path, rank: int) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["cuda"] = torch.cuda.get_rng_state()
+    save_file(tensors, str(directory / f"rng_rank{rank}.safetensors"))
+    version, internal, gauss = random.getstate()
+    (directory / f"rng_rank{rank}.json").write_text(json.dumps({"version": version, "state": internal, "gauss": gauss}))
+
+
+def _load_rng(directory: Path, rank: int) -> None:
     from safetensors.torch import load_file
 
-    model.load_trainable_state(load_file(str(path / "trainable.safetensors")))
-    extra = torch.load(path / "optimizer.pt", weights_only=False)
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["torch_rng"])
-    random.setstate(extra["python_rng"])
-    return json.loads((path / "trainer_state.json").read_text())
+    tensors = load_file(str(directory / f"rng_rank{rank}.safetensors"))
+    torch.set_rng_state(tensors["torch"])
+    if "cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["cuda"])
+    py = json.loads((directory / f"rng_rank{rank}.json").read_text())
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+
+
+# ------------------------------------------------------------------------------------------------ reading safely
+
+_TORCH_NAMES = {"Size", "strided", "sparse_coo", "contiguous_format", "preserve_format", "channels_last"} | {
+    str(d).removeprefix("torch.") for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+                                            torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)  # fmt: skip
+}
+
+
+# constructors that build plain values from plain values (a path from its string, a layout from its name)
+_PLAIN = {
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "PurePosixPath"),
+    ("torch.serialization", "_get_layout"),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Builds DCP's metadata and nothing else: any other global in the file is refused, so a planted one cannot run."""
+
+    def find_class(self, module: str, name: str):
+        if module.startswith("torch.distributed.checkpoint.") or (module == "torch" and name in _TORCH_NAMES):
+            return super().find_class(module, name)
+        if (module, name) in _PLAIN:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"checkpoint metadata names {module}.{name}: refused (not DCP metadata)")
+
+
+class SafeReader(FileSystemReader):
+    def read_metadata(self, *args, **kwargs):
+        rank = kwargs.get("rank")
+        with self.fs.create_stream(self._get_metadata_path(rank), "rb") as f:
+            metadata = _MetadataUnpickler(io.BytesIO(f.read())).load()
+        if getattr(metadata, "storage_meta", None) is None:
+            from torch.distributed.checkpoint.metadata import StorageMeta
+
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+class SafeLoadPlanner(DefaultLoadPlanner):
+    """Non-tensor entries (the optimizer's hyperparameters) read with weights_only=True: plain values only."""
+
+    def load_bytes(self, read_item, value: io.BytesIO) -> None:
+        loaded = torch.load(value, weights_only=True)
+        if self.flatten_state_dict:
+            from torch.distributed.checkpoint._traverse import set_element
+
+            set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], loaded)
+        else:
+            self.state_dict[read_item.dest_index.fqn] = loaded

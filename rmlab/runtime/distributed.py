@@ -65,6 +65,22 @@ class Dist:
         if self.active:
             torch.distributed.barrier()
 
+    def ensure_group(self) -> None:
+        """A process group exists (one of a single process when the job has one: FSDP shards over a group)."""
+        import torch.distributed as td
+
+        if not td.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            td.init_process_group(backend, store=td.HashStore(), rank=0, world_size=1)
+
+    def gather(self, items: list) -> list:
+        """Every process's list, concatenated in rank order, on every process (small Python objects: verdicts)."""
+        if not self.active:
+            return list(items)
+        out: list = [None] * self.world_size
+        torch.distributed.all_gather_object(out, items)
+        return [x for part in out for x in part]
+
 
 SINGLE = Dist()  # one process, no group
 

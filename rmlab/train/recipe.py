@@ -28,14 +28,17 @@ from rmlab.eval.score import pair_accuracy, scorer_for
 from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
 from rmlab.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rmlab.runtime.distributed import SINGLE, Dist, unwrap
+from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.optim import make_optimizer, make_scheduler
 from rmlab.runtime.preemption import PreemptionGuard
 from rmlab.runtime.run_dir import resolve_run
+from rmlab.runtime.strategy import Strategy
 from rmlab.tracking.logger import numeric_leaves
 from rmlab.train.batches import HeldPairs, StreamedPairs
 from rmlab.util.progress import progress
+
+SINGLE_PROCESS = Strategy("single", SINGLE, torch.float32)  # one process computing in float32
 
 
 def build_model(cfg: DictConfig):
@@ -94,11 +97,9 @@ def train_reward_model(stage: StageRun) -> None:
             )
         data = HeldPairs(train_set, t.batch_size, t.grad_accum, cfg.run.seed)
 
-    # 3. optimizer, schedule, and the checkpoint to resume from
-    model.to(dist.device)
-    if dist.active:
-        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    # 3. the model spread over the processes (fp32 masters), optimizer, schedule, the checkpoint to resume from
+    strategy = Strategy.for_config(cfg, dist)
+    model = strategy.wrap(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t.lr, t.weight_decay)
     scheduler = make_scheduler(optimizer, str(t.schedule), t.max_steps, t.warmup_ratio)
@@ -106,7 +107,7 @@ def train_reward_model(stage: StageRun) -> None:
     start_step = 0
     ckpt = latest_checkpoint(run.checkpoints)
     if ckpt is not None:
-        start_step = load_checkpoint(ckpt, unwrap(model), optimizer, scheduler)["step"]
+        start_step = load_checkpoint(ckpt, model, optimizer, scheduler, dist)["step"]
         data.fast_forward(start_step)
         print(f"[rmlab] resumed from {ckpt.name}")
 
@@ -114,19 +115,20 @@ def train_reward_model(stage: StageRun) -> None:
         {
             "model/trainable_params": sum(p.numel() for p in params),
             "threads": stage.threads,
+            "strategy": strategy.name,
             "data/val_pairs": len(val_set),
             **_data_summary(data, validator),
         }
     )
-    # 4. loop, then the model saved and scored
-    _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist)
-    dist.barrier()
-    if not dist.is_main:
-        return
-    model = unwrap(model)
-    log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
-    model.save(run.model, processor)
-    final = scorer_for(cfg, model, encoder, cfg.run.progress)
+    # 4. loop, then the model saved (gathered from its shards, in the compute dtype) and scored by every process
+    _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, strategy)
+    state = strategy.full_state_dict(model)
+    module = strategy.module(model)
+    if dist.is_main:
+        log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
+        module.save(run.model, processor, state, dtype=strategy.dtype)
+    del state
+    final = scorer_for(cfg, module, encoder, cfg.run.progress, dist)
     results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
     results.update(evaluate_configured(cfg, final, run.eval_dir))
     log.summary(numeric_leaves(results, "eval/"))
@@ -144,42 +146,45 @@ def load_weights_from(model, ref: str, cfg: DictConfig) -> None:
 
 
 def train_step(
-    model, optimizer, scheduler, batches: list[list], pad_id: int, cfg, dist: Dist = SINGLE
+    model, optimizer, scheduler, batches: list[list], pad_id: int, cfg, strategy: Strategy = SINGLE_PROCESS
 ) -> dict[str, float]:
-    """One optimizer step over its micro-batches (lists of encoded pairs; each process takes its slice of each);
-    returns the step's metrics, averaged over the processes."""
+    """One optimizer step over its micro-batches (lists of encoded pairs; each process takes its slice of each,
+    gradients reduced over the processes on the last one); returns the step's metrics, averaged over them."""
+    dist = strategy.dist
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
     paradigm = get_paradigm(cfg.paradigm.name)
-    for pairs in batches:
+    for i, pairs in enumerate(batches):
         batch = paradigm.collate(dist.shard(pairs), pad_id, cfg)
-        loss, metrics = paradigm.loss(model, batch, cfg)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()}")
-        (loss / len(batches)).backward()
+        with strategy.micro_step(model, last=i == len(batches) - 1):
+            with strategy.autocast():
+                loss, metrics = paradigm.loss(model, batch, cfg)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss is {loss.item()}")
+            (loss / len(batches)).backward()
         for k, v in {"loss": loss.item(), **metrics}.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
     totals = dist.mean(totals)
     params = [p for p in model.parameters() if p.requires_grad]
-    totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm or float("inf")))
+    totals["grad_norm"] = strategy.clip_grad_norm(params, cfg.train.max_grad_norm)
     optimizer.step()
     scheduler.step()
     return totals
 
 
-def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, dist: Dist) -> None:
-    t = cfg.train
+def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, strategy: Strategy) -> None:
+    t, dist = cfg.train, strategy.dist
     model.train()
     bar = progress(
         total=t.max_steps, initial=start_step, desc=f"train {run.signature}", enabled=cfg.run.progress and dist.is_main
     )
     pad_id = encoder.tokenizer.pad_token_id
-    val_scorer = scorer_for(cfg, unwrap(model), encoder, progress=False)
+    val_scorer = scorer_for(cfg, strategy.module(model), encoder, progress=False, dist=dist)
     guard = PreemptionGuard().install()
     for step in range(start_step, t.max_steps):
         started = time.perf_counter()
         try:
-            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, cfg, dist)
+            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, cfg, strategy)
         except TrainingDiverged as e:
             raise TrainingDiverged(
                 f"{e} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"
@@ -199,15 +204,16 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
             },
             step=done,
         )
-        if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set and dist.is_main:
-            model.eval()
+        if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
+            model.eval()  # every process scores its share (a sharded model's forward needs them all)
             log.log({f"val/{val_scorer.metric}": 100.0 * pair_accuracy(val_scorer.score(val_set))}, step=done)
             model.train()
         preempted = dist.any(guard.requested)  # every process stops after the same step
         r = cfg.run
-        if (r.save_every and done % r.save_every == 0 or preempted) and done < t.max_steps and dist.is_main:
-            save_checkpoint(run.checkpoints, done, unwrap(model), optimizer, scheduler, {}, keep=r.keep_checkpoints)
-            run.update_status(step=done)
+        if (r.save_every and done % r.save_every == 0 or preempted) and done < t.max_steps:
+            save_checkpoint(run.checkpoints, done, model, optimizer, scheduler, {}, r.keep_checkpoints, dist)
+            if dist.is_main:
+                run.update_status(step=done)
         if preempted:
             print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
             dist.barrier()  # the checkpoint is on disk before any process leaves

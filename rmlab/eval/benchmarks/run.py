@@ -107,9 +107,13 @@ def compare(name: str, items, predictions_a, predictions_b, options=None, n_boot
 def evaluate_benchmark(
     scorer, name: str, path: str, image_root: str | None, out_dir: Path, options=None, n_boot: int = 1000
 ) -> dict:
-    """Load, score, write `predictions.jsonl` and `metrics.json` under out_dir; return the metrics."""
+    """Load, score, write `predictions.jsonl` and `metrics.json` under out_dir; return the metrics. (In a job's
+    processes other than rank 0: score their share and return nothing; rank 0 writes.)"""
     items = get_benchmark(name).load(path, image_root=image_root)
-    write_predictions(out_dir / "predictions.jsonl", items, score_items(scorer, items))
+    scored = score_items(scorer, items)
+    if not scorer.writes:
+        return {}
+    write_predictions(out_dir / "predictions.jsonl", items, scored)
     predictions = read_predictions(out_dir / "predictions.jsonl", items)
     metrics = compute_metrics(name, items, predictions, options, n_boot=n_boot)
     metrics["data"] = str(path)
