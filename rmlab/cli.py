@@ -25,6 +25,7 @@ from rmlab.launch.job import run_config
 from rmlab.launch.signature import run_dir, signature_payload
 from rmlab.results.table import write_tables
 from rmlab.testbed import ensure_testbed, write_testbed
+from rmlab.tracking.logger import is_rank_zero
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -202,6 +203,8 @@ def cmd_eval(args) -> int:
         from rmlab.eval.standalone import run_eval  # torch, transformers
 
         results = run_eval(cfg)
+    if not is_rank_zero():  # the other processes of `torchrun ... rmlab eval` scored their share; rank 0 reports
+        return 0
     for name, metrics in results.items():
         if name in BENCHMARKS:
             shown = {k: metrics[k] for k in BENCHMARKS[name].headline}

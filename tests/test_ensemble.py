@@ -100,9 +100,25 @@ def test_routing_sends_text_only_pairs_to_the_text_member_alone():
     assert text_member.seen == ["t0", "t1"] and mm_member.seen == ["i0", "i1"]
 
 
-def test_an_ensemble_of_trained_models_through_rmlab_eval(workdir, tmp_path, capsys):
+def test_an_ensemble_of_trained_models_through_rmlab_eval(workdir, tmp_path, capsys, monkeypatch):
     """Two tiny multimodal members and a tiny text member, routed: text pairs are scored by the text member alone,
-    with its standardized score; the weights written down are the ones the validation pairs give."""
+    with its standardized score; the weights written down are the ones the validation pairs give; the members are
+    loaded one at a time, never two in memory together."""
+    import gc
+    import weakref
+
+    from rmlab.eval import ensemble as ensemble_module
+
+    real_load, loaded = ensemble_module.load_scorer, []
+
+    def load_alone(*args, **kwargs):
+        gc.collect()
+        assert not [m for m in loaded if m() is not None], "a member loaded while another is in memory"
+        scorer, run_dir = real_load(*args, **kwargs)
+        loaded.append(weakref.ref(scorer.model))
+        return scorer, run_dir
+
+    monkeypatch.setattr(ensemble_module, "load_scorer", load_alone)
     mm = [run_config(compose([*workdir, *SMOKE, f"run.seed={seed}", "data_mix=synth_mm"])).path for seed in (0, 1)]
     text = run_config(compose([*workdir, *SMOKE, "backbone=qwen2_5", "data_mix=synth_text"])).path
     out = [
@@ -116,6 +132,8 @@ def test_an_ensemble_of_trained_models_through_rmlab_eval(workdir, tmp_path, cap
         "tracking=disabled",
     ]
     assert main(["eval", *out]) == 0
+    assert len(loaded) == 3  # each member once
+    monkeypatch.setattr(ensemble_module, "load_scorer", real_load)  # a policy's reward (below) keeps them loaded
     cfg = compose(out)
     run = next((tmp_path / "runs").glob(f"*/{_signature(cfg)}"))
     assert json.loads((run / "status.json").read_text())["state"] == "done"

@@ -152,3 +152,28 @@ def test_smoke_fsdp_in_one_process_with_a_bf16_compute(workdir):
     model, _ = load_reward_model(run.model, dtype=torch.bfloat16)
     assert next(model.backbone.parameters()).dtype == torch.bfloat16
     assert model.head.net[0].weight.dtype == torch.float32
+
+
+def test_rmlab_eval_over_two_processes_writes_what_one_process_writes(workdir, tmp_path, synth_dir):
+    """`torchrun --nproc_per_node 2 rmlab eval`: each process scores its share of every set and benchmark, rank 0
+    writes the same predictions files, byte for byte, as one process."""
+    import subprocess
+    import sys
+
+    from rmlab.launch.job import run_config
+
+    run = run_config(compose([*workdir, *SMOKE, "head=linear"]))
+    args = ["eval", f"eval.model={run.path}", "eval.benchmarks=[vlrb,rmbench]", "eval.bootstrap=0",
+            f"eval.data={synth_dir / 'rlaif_v' / 'test.parquet'}", "eval.adapter=rlaif_v",
+            *[o for o in workdir if o.startswith("data_mix.synth")]]  # fmt: skip
+    assert main([*args, f"eval.out={tmp_path / 'one'}"]) == 0
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "rmlab.cli", *args, f"eval.out={tmp_path / 'two'}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("predictions.jsonl"))
+    assert [str(p.parent) for p in written] == ["eval/rmbench", "eval/test", "eval/vlrb"]
+    for path in written:
+        assert (tmp_path / "two" / path).read_bytes() == (tmp_path / "one" / path).read_bytes(), path

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmlab.data.mix import load_sources, resolve_sources
+from rmlab.data.validate import pair_key
 from rmlab.errors import ConfigError
-from rmlab.eval.benchmarks.run import evaluate_configured
+from rmlab.eval.benchmarks.run import as_pairs, configured_items, evaluate_configured
 from rmlab.eval.score import PairScoring, load_scorer
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.run_dir import resolve_run
@@ -196,8 +197,26 @@ def member_name(path: Path) -> str:
     return path.parent.name if path.name == "model" else path.name
 
 
-def build_ensemble(cfg, progress: bool = False) -> EnsembleScorer:
-    """The configured ensemble, its members loaded and fitted on the validation pairs."""
+class CachedScores(PairScoring):
+    """One member's verdicts on the pairs an ensemble will be asked about, scored while its model was loaded (so
+    members need not be in memory together); it answers for those pairs only (found by content)."""
+
+    def __init__(self, scorer, pairs: list, desc: str):
+        self.name, self.scalar, self.metric = scorer.name, scorer.scalar, scorer.metric
+        verdicts, kept, _ = scorer.score_pairs(pairs, desc)
+        self.verdicts = {pair_key(p): v for p, v in zip(kept, verdicts, strict=True)}
+
+    def score_pairs(self, pairs, desc: str = "") -> tuple[list[dict], list, dict[str, int]]:
+        kept = [p for p in pairs if pair_key(p) in self.verdicts]
+        return [self.verdicts[pair_key(p)] for p in kept], kept, {"overlong": len(pairs) - len(kept)}
+
+
+def build_ensemble(cfg, progress: bool = False, pairs: list | None = None) -> EnsembleScorer:
+    """The configured ensemble, fitted on the validation pairs.
+
+    With `pairs` (every pair it will be asked about), each member is loaded alone, scores those pairs (and the
+    validation pairs) and is freed before the next one loads: a route ensemble of two 7B models and an 8B text model
+    fits on one GPU. Without (a policy's reward, asked about rollouts as they come), every member stays loaded."""
     e = cfg.ensemble
     method = str(e.method)
     if not e.members:
@@ -207,19 +226,29 @@ def build_ensemble(cfg, progress: bool = False) -> EnsembleScorer:
     if method == "route" and not e.text_member:
         raise ConfigError("ensemble=route needs ensemble.text_member: the reward model for text-only prompts")
 
-    def load(refs):
-        paths = [resolve_run(str(ref), cfg, "ensemble member") for ref in refs]
-        _check_members_done(paths)
-        return [member_name(p) for p in paths], [load_scorer(p, cfg, progress)[0] for p in paths]
-
     needs_val = bool(e.standardize) or method not in ("average", "route") or str(e.combine) != "average"
     val = validation_pairs(cfg) if needs_val else []
-    names, scorers = load(e.members)
+
+    def load(refs, text_only: bool | None):
+        paths = [resolve_run(str(ref), cfg, "ensemble member") for ref in refs]
+        _check_members_done(paths)
+        if pairs is None:
+            return [member_name(p) for p in paths], [load_scorer(p, cfg, progress)[0] for p in paths]
+        mine = [p for p in [*val, *pairs] if text_only is None or is_text_only(p) == text_only]
+        scorers = []
+        for path in paths:
+            scorer = load_scorer(path, cfg, progress)[0]
+            scorers.append(CachedScores(scorer, mine, f"member {member_name(path)}"))
+            del scorer
+            _free_memory()
+        return [member_name(p) for p in paths], scorers
+
+    names, scorers = load(e.members, None if method != "route" else False)
     if method != "route":
         return EnsembleScorer({"all": Route.fit(names, scorers, method, e.standardize, val, "all")})
     combine = str(e.combine)
     WEIGHTINGS.get(combine)
-    text_names, text_scorers = load([e.text_member])
+    text_names, text_scorers = load([e.text_member], True)
     text_val = [p for p in val if is_text_only(p)]
     other_val = [p for p in val if not is_text_only(p)]
     return EnsembleScorer(
@@ -243,8 +272,22 @@ def ensemble_stage(stage: StageRun) -> None:
     """The stage's body: the ensemble fitted on the validation pairs, then scored on the mix's test sources and
     `eval.benchmarks` (predictions with each member's own scores)."""
     cfg, run = stage.cfg, stage.run
-    ensemble = build_ensemble(cfg, progress=cfg.run.progress)
+    sources = resolve_sources(cfg.data_mix.test, cfg.datasets)
+    pairs = [p for src in sources for p in load_sources([src])] + [
+        p for items in configured_items(cfg).values() for item in items for p in as_pairs(item)
+    ]  # everything the members will be asked about, scored member by member
+    ensemble = build_ensemble(cfg, progress=cfg.run.progress, pairs=pairs)
     atomic_write_json(run.path / "ensemble.json", ensemble.summary())
-    results = ensemble.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
+    results = ensemble.evaluate(sources, run.eval_dir)
     results.update(evaluate_configured(cfg, ensemble, run.eval_dir))
     stage.log.summary(numeric_leaves(results, "eval/"))
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

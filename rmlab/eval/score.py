@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from rmlab.data.encode import encode_all
 from rmlab.data.mix import load_sources
 from rmlab.errors import ConfigError
+from rmlab.models.backbone import DTYPES
 from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
 from rmlab.paradigms.base import verdict_right
@@ -138,35 +139,31 @@ class Scorer(PairScoring):
     def metric(self) -> str:
         return self.paradigm.metric
 
+    @torch.no_grad()
     def score(self, items) -> list[dict]:
         """A verdict per encoded pair (`{"scores": [chosen, rejected]}` and/or `{"choice": ...}`), in item order.
 
-        In a job of several processes each scores every world-size-th item (its share padded to the same count,
-        so a sharded model runs the same forwards everywhere) and the verdicts are gathered."""
-        dist = self.dist
-        if not dist.active or not items:
-            return self._score(items)
-        mine = list(range(dist.rank, len(items), dist.world_size))
-        share = -(-len(items) // dist.world_size)
-        verdicts = self._score([items[i] for i in mine] + [items[0]] * (share - len(mine)))[: len(mine)]
-        out: list = [None] * len(items)
-        for i, verdict in dist.gather(list(zip(mine, verdicts, strict=True))):
-            out[i] = verdict
-        return out
-
-    @torch.no_grad()
-    def _score(self, items) -> list[dict]:
+        Items are batched in order of length. In a job of several processes the batches are dealt out in turn, each
+        process scores its own (the same batches as one process would: the same numbers), the short-handed ones
+        repeat a batch so that a sharded model runs the same forwards everywhere, and the verdicts are gathered."""
         order = sorted(range(len(items)), key=lambda i: items[i].length)
-        verdicts: list = [None] * len(items)
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        dist = self.dist
+        mine = batches[dist.rank :: dist.world_size]
+        rounds = -(-len(batches) // dist.world_size) if batches else 0
         was_training = self.model.training
         self.model.eval()
-        for start in progress_bar(range(0, len(order), self.batch_size), desc="score", enabled=self.progress):
-            idx = order[start : start + self.batch_size]
-            batch = self.paradigm.score(self.model, [items[i] for i in idx], self.encoder, self.cfg)
-            for i, verdict in zip(idx, batch, strict=True):
-                verdicts[i] = verdict
+        scored = []
+        for k in progress_bar(range(rounds), desc="score", enabled=self.progress):
+            idx = mine[k] if k < len(mine) else batches[0]  # a repeat: its verdicts are dropped
+            verdicts = self.paradigm.score(self.model, [items[i] for i in idx], self.encoder, self.cfg)
+            if k < len(mine):
+                scored += zip(idx, verdicts, strict=True)
         self.model.train(was_training)
-        return verdicts
+        out: list = [None] * len(items)
+        for i, verdict in dist.gather(scored):
+            out[i] = verdict
+        return out
 
     def score_pairs(self, pairs, desc: str = "encode") -> tuple[list[dict], list, dict[str, int]]:
         """(verdicts, the pairs they are for, skipped counts): pairs are encoded here, overlong ones left out."""
@@ -189,17 +186,19 @@ def model_dir_of(path: Path) -> tuple[Path, Path | None]:
     raise ConfigError(f"eval.model={path}: neither a run directory (with model/) nor a saved rmlab model")
 
 
-def load_scorer(ref: str | Path, cfg, progress: bool = False):
-    """(Scorer, run directory or None) for a run directory or saved model: the model on this machine's GPU when
-    there is one, scoring as its run was trained (paradigm options, pair layout, max length); a model outside a run
-    scores with `cfg`, whose paradigm must be the model's."""
+def load_scorer(ref: str | Path, cfg, progress: bool = False, dist: Dist = SINGLE):
+    """(Scorer, run directory or None) for a run directory or saved model: the model on this process's GPU in the
+    dtype its run computed in (bf16 at scale; on a CPU, float32), scoring as its run was trained (paradigm options,
+    pair layout, max length); a model outside a run scores with `cfg`, whose paradigm must be the model's. In a job
+    of several processes each holds the model and scores its share of every set (rank 0 writes)."""
     model_dir, run_dir = model_dir_of(Path(ref))
     score_cfg = OmegaConf.load(run_dir / "config.yaml") if run_dir else cfg
-    model, processor = load_reward_model(model_dir)
+    on_gpu = dist.device.type == "cuda"
+    model, processor = load_reward_model(model_dir, DTYPES[str(score_cfg.backbone.dtype)] if on_gpu else torch.float32)
     if str(score_cfg.paradigm.name) != model.paradigm:
         raise ConfigError(f"{model_dir} is a {model.paradigm} model: score it with paradigm={model.paradigm}")
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(dist.device)
     encoder = get_paradigm(model.paradigm).encoder(processor, score_cfg)
-    run_scorer = scorer_for(score_cfg, model, encoder, progress=progress)
+    run_scorer = scorer_for(score_cfg, model, encoder, progress=progress, dist=dist)
     run_scorer.batch_size = cfg.eval.batch_size
     return run_scorer, run_dir

@@ -12,6 +12,7 @@ from rmlab.errors import ConfigError
 from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.ensemble import build_ensemble
 from rmlab.eval.score import load_scorer, model_dir_of
+from rmlab.runtime.distributed import init_distributed
 from rmlab.runtime.run_dir import RunDir
 from rmlab.tracking.logger import RunLogger, numeric_leaves
 
@@ -34,7 +35,8 @@ def run_eval(cfg: DictConfig) -> dict[str, dict]:
     e = cfg.eval
     if not e.model:
         raise ConfigError("eval.model is required: a run directory (runs/<experiment>/<signature>) or a model dir")
-    run_scorer, run_dir = load_scorer(e.model, cfg, progress=cfg.run.progress)
+    dist = init_distributed()  # under torchrun or a job of several processes: each scores its share
+    run_scorer, run_dir = load_scorer(e.model, cfg, progress=cfg.run.progress and dist.is_main, dist=dist)
     run_cfg = run_scorer.cfg if run_dir else None
     if e.data:
         if not e.adapter:
@@ -50,7 +52,7 @@ def run_eval(cfg: DictConfig) -> dict[str, dict]:
     out_dir_for = lambda name: out_root / "eval" / name  # noqa: E731
     results = run_scorer.evaluate(sources, out_dir_for)
     results.update(evaluate_configured(cfg, run_scorer, out_dir_for))
-    if run_dir is not None and e.out is None:  # the run's own evaluation: into its wandb run
+    if run_dir is not None and e.out is None and dist.is_main:  # the run's own evaluation: into its wandb run
         logged = OmegaConf.merge(run_cfg, {"tracking": {"mode": str(cfg.tracking.mode)}})
         with RunLogger(logged, RunDir(run_dir, run_dir.name, str(run_cfg.experiment))) as log:
             log.summary(numeric_leaves(results, "eval/"))

@@ -141,14 +141,30 @@ def dumps(obj) -> str:
     return json.dumps(obj, indent=2)
 
 
-def evaluate_configured(cfg, scorer, out_dir_for) -> dict[str, dict]:
-    """Every benchmark in `eval.benchmarks`, from where `benchmarks.<name>` says it is."""
-    results = {}
+def configured_benchmarks(cfg) -> list[tuple[str, object]]:
+    """(name, location) of every benchmark in `eval.benchmarks`, from where `benchmarks.<name>` says it is."""
+    out = []
     for name in cfg.eval.benchmarks:
         get_benchmark(name)
         location = (cfg.get("benchmarks") or {}).get(name)
         if location is None or not location.get("path"):
             raise ConfigError(f"benchmark {name} has no file: set benchmarks.{name}.path (or benchmarks=synth)")
+        out.append((name, location))
+    return out
+
+
+def configured_items(cfg) -> dict[str, list[BenchItem]]:
+    """The rows of every configured benchmark."""
+    return {
+        name: get_benchmark(name).load(str(location.path), image_root=location.get("image_root"))
+        for name, location in configured_benchmarks(cfg)
+    }
+
+
+def evaluate_configured(cfg, scorer, out_dir_for) -> dict[str, dict]:
+    """Every benchmark in `eval.benchmarks` scored, written under `out_dir_for(name)`."""
+    results = {}
+    for name, location in configured_benchmarks(cfg):
         results[name] = evaluate_benchmark(
             scorer,
             name,
