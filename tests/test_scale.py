@@ -25,7 +25,7 @@ from rmlab.train.recipe import build_model, train_step
 
 def _history(runs: Path) -> list[dict]:
     (path,) = glob.glob(f"{runs}/demo/*/history.jsonl")
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if "train/loss" in line]
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if "/loss" in line]
 
 
 def _predictions(runs: Path) -> list[dict]:
@@ -177,3 +177,31 @@ def test_rmlab_eval_over_two_processes_writes_what_one_process_writes(workdir, t
     assert [str(p.parent) for p in written] == ["eval/rmbench", "eval/test", "eval/vlrb"]
     for path in written:
         assert (tmp_path / "two" / path).read_bytes() == (tmp_path / "one" / path).read_bytes(), path
+
+
+def test_a_policy_step_on_two_processes_equals_one_process(workdir, tmp_path):
+    """GRPO under fsdp on 2 processes (each rolls out half the prompts, samples seeded per prompt) against 1: the
+    same rollouts, rewards and update, so the same policy after two steps."""
+    from rmlab.launch.job import run_config
+
+    text = ["backbone=qwen2_5", "data_mix=synth_text", "eval.benchmarks=[]", "tracking=disabled", "run.progress=false"]
+    rm = run_config(compose([*workdir, *SMOKE, *text]))
+    policy = [
+        *text, "stage=rl", "rl.reward=model", f"rl.reward_model={rm.path}", "rl.reward_transform=raw", "rl.steps=2",
+        "rl.prompts_per_step=4", "rl.group_size=4", "rl.max_new_tokens=6", "rl.eval_prompts=8", "rl.lr=1e-3",
+        "run.strategy=fsdp", "run.save_every=0", "head=linear", "run.seed=0",
+    ]  # fmt: skip
+    for runs, launcher in (("one", []), ("two", TWO_PROCESSES)):
+        where = [o.replace(str(tmp_path / "runs"), str(tmp_path / runs)) for o in workdir]
+        assert main(["sweep", "demo", *launcher, *where, *policy]) == 0
+    one, two = (_history(tmp_path / r) for r in ("one", "two"))
+    assert [h["step"] for h in two] == [1, 2] and one[0]["rl/reward_mean"] == two[0]["rl/reward_mean"]
+    for a, b in zip(one, two, strict=True):  # (the loss itself is ~0 at a step's start: advantages sum to zero)
+        assert a["rl/grad_norm"] == pytest.approx(b["rl/grad_norm"], rel=1e-5) and a["rl/grad_norm"] > 0.1
+        assert a["rl/entropy"] == pytest.approx(b["rl/entropy"], rel=1e-5)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    preds = [
+        Path(glob.glob(f"{tmp_path / r}/demo/*/eval/synth_text/predictions.jsonl")[0]).read_text() for r in ("one", "two")
+    ]
+    assert preds[0] == preds[1]

@@ -386,6 +386,7 @@ class RLConfig:
     kl_coef: float = 0.0  # KL(policy || starting policy), k3 estimate
     ppo_epochs: int = 1  # passes over each rollout batch
     mini_batches: int = 1  # optimizer steps per pass
+    stats_rows: int = 32  # sequences per forward when recording log-probs and entropies (bounds the logits' memory)
     eps: float = 1e-6
     norm_by_std: bool = True  # false: Dr. GRPO (r - mean)
     correct_threshold: float = 0.5  # gtpo / grpo_s / dynamic sampling: a rollout is correct above this reward

@@ -211,7 +211,7 @@ class CachedScores(PairScoring):
         return [self.verdicts[pair_key(p)] for p in kept], kept, {"overlong": len(pairs) - len(kept)}
 
 
-def build_ensemble(cfg, progress: bool = False, pairs: list | None = None) -> EnsembleScorer:
+def build_ensemble(cfg, progress: bool = False, pairs: list | None = None, device=None) -> EnsembleScorer:
     """The configured ensemble, fitted on the validation pairs.
 
     With `pairs` (every pair it will be asked about), each member is loaded alone, scores those pairs (and the
@@ -233,11 +233,11 @@ def build_ensemble(cfg, progress: bool = False, pairs: list | None = None) -> En
         paths = [resolve_run(str(ref), cfg, "ensemble member") for ref in refs]
         _check_members_done(paths)
         if pairs is None:
-            return [member_name(p) for p in paths], [load_scorer(p, cfg, progress)[0] for p in paths]
+            return [member_name(p) for p in paths], [load_scorer(p, cfg, progress, device=device)[0] for p in paths]
         mine = [p for p in [*val, *pairs] if text_only is None or is_text_only(p) == text_only]
         scorers = []
         for path in paths:
-            scorer = load_scorer(path, cfg, progress)[0]
+            scorer = load_scorer(path, cfg, progress, device=device)[0]
             scorers.append(CachedScores(scorer, mine, f"member {member_name(path)}"))
             del scorer
             _free_memory()

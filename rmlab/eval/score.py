@@ -186,18 +186,20 @@ def model_dir_of(path: Path) -> tuple[Path, Path | None]:
     raise ConfigError(f"eval.model={path}: neither a run directory (with model/) nor a saved rmlab model")
 
 
-def load_scorer(ref: str | Path, cfg, progress: bool = False, dist: Dist = SINGLE):
+def load_scorer(ref: str | Path, cfg, progress: bool = False, dist: Dist = SINGLE, device: torch.device | None = None):
     """(Scorer, run directory or None) for a run directory or saved model: the model on this process's GPU in the
     dtype its run computed in (bf16 at scale; on a CPU, float32), scoring as its run was trained (paradigm options,
     pair layout, max length); a model outside a run scores with `cfg`, whose paradigm must be the model's. In a job
-    of several processes each holds the model and scores its share of every set (rank 0 writes)."""
+    of several processes each holds the model and scores its share of every set (rank 0 writes). `device`: where
+    the model goes instead of this process's device (a policy's reward model, asked by its own process alone)."""
     model_dir, run_dir = model_dir_of(Path(ref))
     score_cfg = OmegaConf.load(run_dir / "config.yaml") if run_dir else cfg
-    on_gpu = dist.device.type == "cuda"
+    device = device or dist.device
+    on_gpu = device.type == "cuda"
     model, processor = load_reward_model(model_dir, DTYPES[str(score_cfg.backbone.dtype)] if on_gpu else torch.float32)
     if str(score_cfg.paradigm.name) != model.paradigm:
         raise ConfigError(f"{model_dir} is a {model.paradigm} model: score it with paradigm={model.paradigm}")
-    model.to(dist.device)
+    model.to(device)
     encoder = get_paradigm(model.paradigm).encoder(processor, score_cfg)
     run_scorer = scorer_for(score_cfg, model, encoder, progress=progress, dist=dist)
     run_scorer.batch_size = cfg.eval.batch_size

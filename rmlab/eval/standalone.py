@@ -17,16 +17,16 @@ from rmlab.runtime.run_dir import RunDir
 from rmlab.tracking.logger import RunLogger, numeric_leaves
 
 
-def load_reward_scorer(ref: str | Path, cfg, progress: bool = False):
+def load_reward_scorer(ref: str | Path, cfg, progress: bool = False, device=None):
     """What scores responses for a reward: a trained model's run or model directory (`load_scorer`), or a finished
-    ensemble run, rebuilt from its own config (its members and validation fit)."""
+    ensemble run, rebuilt from its own config (its members and validation fit), on `device`."""
     path = Path(ref)
     config = path / "config.yaml"
     if not (path / "model").is_dir() and config.exists():
         run_cfg = OmegaConf.load(config)
         if run_cfg.get("stage") == "ensemble":
-            return build_ensemble(run_cfg, progress)
-    return load_scorer(path, cfg, progress)[0]
+            return build_ensemble(run_cfg, progress, device=device)
+    return load_scorer(path, cfg, progress, device=device)[0]
 
 
 def run_eval(cfg: DictConfig) -> dict[str, dict]:

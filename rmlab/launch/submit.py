@@ -91,11 +91,16 @@ def job_alive(status: dict) -> bool:
 
 def plan(experiment: str, overrides: list[str], retry: bool = False) -> list[Planned]:
     """Each job of the sweep with whether it needs running and why; downstream jobs (ensembles, policies) last:
-    they read the others."""
+    they read the others. Grid points that compute the same run (an axis its stage does not read) are one job."""
     planned = []
+    first: dict[str, Job] = {}
     for job in sorted(grid_runs(experiment, overrides), key=lambda j: j.is_downstream):
         status = job.run.status()
         state = status.get("state", "pending")
+        if job.signature in first:
+            planned.append(Planned(job, False, f"the same run as {' '.join(first[job.signature].point)}"))
+            continue
+        first[job.signature] = job
         if state == "done":
             planned.append(Planned(job, False, "done"))
         elif job_alive(status):

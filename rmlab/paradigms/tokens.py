@@ -9,10 +9,12 @@ saw, token for token.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from rmlab.data.encode import EncodedPrompt, collate_rows
 
@@ -104,6 +106,32 @@ def media_token_ids(model) -> list[int]:
     return sorted({int(v) for name in _MEDIA_TOKENS if isinstance(v := getattr(config, name, None), int)})
 
 
+def row_seed(seed: int, seq: Sequence, sample: int) -> int:
+    """A sample's own seed: from the call's seed, the sequence's content (prompt, images, what opens the answer) and
+    the sample's number."""
+    h = hashlib.blake2b(f"{seed}|{sample}|{seq.prompt_ids}|{seq.before}".encode(), digest_size=8)
+    for key in sorted(seq.vision):
+        h.update(seq.vision[key].detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+
+
+class RowSampler(LogitsProcessor):
+    """Draws each row's next token from the full distribution at `temperature` with that row's own generator, and
+    leaves that token the only possible one (so greedy decoding takes it)."""
+
+    def __init__(self, seeds: list[int], temperature: float):
+        self.seeds, self.temperature, self.generators = seeds, temperature, None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.generators is None:
+            self.generators = [torch.Generator(scores.device).manual_seed(s) for s in self.seeds]
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        picks = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators, strict=True)])
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(len(picks), device=scores.device), picks] = 0.0
+        return out
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -117,7 +145,9 @@ def generate(
     keep_stop: bool = False,
 ) -> list[list[list[int]]]:
     """Completions for each sequence (continuing from its prompt and `before`): `samples` of them, greedy when 1,
-    sampled at `temperature` otherwise (seeded, so a score is reproducible). Each is cut before its stop token (after
+    sampled at `temperature` from the full distribution otherwise. Each sample draws from a generator of its own,
+    seeded by `seed`, the sequence's content and the sample's number: what a sequence gets does not depend on the
+    other sequences of its batch, or on which process of a job generates it. Each is cut before its stop token (after
     it with `keep_stop`: a policy's rollout, whose stopping is one of its actions)."""
     rows = [s for s in seqs for _ in range(samples)]
     width = max(len(s.prompt_ids) + len(s.opened) for s in rows)
@@ -136,20 +166,19 @@ def generate(
     device = model.device()
     inputs = {k: v.to(device) for k, v in inputs.items()}
     sampling = samples > 1
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        out = model.generate_tokens(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=sampling,
-            temperature=temperature if sampling else None,
-            top_k=0 if sampling else None,  # the full distribution: a rollout's log-probabilities are the policy's
-            top_p=1.0 if sampling else None,
-            eos_token_id=stops,
-            pad_token_id=pad_id,
-            suppress_tokens=media_token_ids(generator_model) or None,
-            synced_gpus=getattr(model, "synced_generation", False),  # sharded: every process steps until all stop
-        )
+    sampler = (
+        RowSampler([row_seed(seed, s, k) for s in seqs for k in range(samples)], temperature) if sampling else None
+    )
+    out = model.generate_tokens(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,  # greedy, or (sampling) the token RowSampler drew: the only one it leaves possible
+        logits_processor=LogitsProcessorList([sampler]) if sampler else None,
+        eos_token_id=stops,
+        pad_token_id=pad_id,
+        suppress_tokens=media_token_ids(generator_model) or None,
+        synced_gpus=getattr(model, "synced_generation", False),  # sharded: every process steps until all stop
+    )
     new = out[:, width:].tolist()
     cut = []
     for tokens in new:

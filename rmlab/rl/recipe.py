@@ -44,10 +44,12 @@ from rmlab.rl.advantages import Rollouts, compute_advantages
 from rmlab.rl.loss import policy_loss, token_logprobs_and_entropy
 from rmlab.rl.rewards import Prompt, compute_rewards, rule_reward
 from rmlab.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.optim import make_optimizer, make_scheduler
 from rmlab.runtime.preemption import PreemptionGuard
 from rmlab.runtime.run_dir import resolve_run
+from rmlab.runtime.strategy import Strategy
 from rmlab.tracking.logger import numeric_leaves
 from rmlab.util.atomic import atomic_write_json, atomic_write_text
 from rmlab.util.progress import progress
@@ -64,6 +66,7 @@ class Batch:
     lengths: list[int]
     prompts_used: int
     groups_dropped: int
+    groups_kept: int = 0  # over every process
 
 
 def as_prompt(pair) -> Prompt:
@@ -79,11 +82,27 @@ def overlong_penalty(length: int, max_new_tokens: int, buffer: int, factor: floa
 
 
 class PolicyRun:
-    """What one policy run holds while it trains: the policy, its encoder, prompts, the reward scorer."""
+    """What one policy run holds while it trains: the policy (spread over the job's processes by `run.strategy`),
+    its encoder, prompts, the reward scorer, the reference policy for the KL term.
 
-    def __init__(self, cfg: DictConfig):
+    Over several processes every process draws the same prompts, rolls out and rewards its share of them (every
+    sample drawn from a generator seeded by its prompt and number, so a rollout does not depend on which process
+    made it), and the step's groups, advantages and loss normalizers are decided on the whole batch: a step on N
+    processes is the step of one process on the same prompts."""
+
+    def __init__(self, cfg: DictConfig, strategy: Strategy | None = None):
         self.cfg, self.rl = cfg, cfg.rl
-        self.policy, processor = load_policy(cfg)
+        self.strategy = strategy or Strategy("single", SINGLE, torch.float32)
+        self.dist = self.strategy.dist
+        policy, processor = load_policy(cfg)
+        reference = None
+        if float(self.rl.kl_coef) > 0:
+            reference = copy.deepcopy(policy).eval()
+            for p in reference.parameters():
+                p.requires_grad_(False)
+        self.policy = self.strategy.wrap(policy)
+        self.reference = self.strategy.wrap(reference) if reference is not None else None
+        self.module = self.strategy.module(self.policy)  # generation, saving
         self.encoder = AnswerEncoder(processor, cfg.data_mix.max_length)
         self.tokenizer = self.encoder.tokenizer
         self.pad_id, self.stops = self.tokenizer.pad_token_id, stop_ids(self.tokenizer)
@@ -91,16 +110,20 @@ class PolicyRun:
         self.test_sources = resolve_sources(cfg.data_mix.test, cfg.datasets)
         if not self.train_pairs:
             raise ConfigError(f"data_mix {cfg.data_mix.name}: no training prompt")
+        # what a process with no share runs, so that a sharded policy's collectives meet on every process
+        self.idle_prompt = as_prompt(self.train_pairs[0])
+        base = self.encode(self.idle_prompt)
+        self.idle_seq = Sequence(base.prompt_ids, base.prompt_token_types, base.vision, base.before, [self.pad_id], [])
         self.reward_scorer = None
         if str(self.rl.reward) != "rule":
             if not self.rl.reward_model:
                 raise ConfigError(f"rl.reward={self.rl.reward} needs rl.reward_model (a run dir or signature)")
-            self.reward_scorer = load_reward_scorer(resolve_run(str(self.rl.reward_model), cfg, "rl.reward_model"), cfg)
-        self.reference = None
-        if float(self.rl.kl_coef) > 0:
-            self.reference = copy.deepcopy(self.policy).eval()
-            for p in self.reference.parameters():
-                p.requires_grad_(False)
+            path = resolve_run(str(self.rl.reward_model), cfg, "rl.reward_model")
+            self.reward_scorer = load_reward_scorer(path, cfg, device=self.dist.device)
+
+    def mine(self, n: int) -> list[int]:
+        """This process's share of n items (every world-size-th)."""
+        return list(range(self.dist.rank, n, self.dist.world_size))
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def encode(self, prompt: Prompt) -> Sequence:
@@ -117,11 +140,14 @@ class PolicyRun:
     ) -> tuple[list[Sequence], list[str], list[int]]:
         """G completions per prompt (one when greedy): the sequences to train on, their texts and lengths."""
         rl = self.rl
+        if not prompts:  # no share of these prompts: generate an idle one with the others, keep nothing
+            self.sample([self.idle_prompt], seed, greedy)
+            return [], [], []
         bases = [self.encode(p) for p in prompts]
         samples = 1 if greedy else int(rl.group_size)
         self.policy.eval()
         outputs = generate(
-            self.policy, bases, self.pad_id, self.stops, int(rl.max_new_tokens), samples, float(rl.temperature),
+            self.module, bases, self.pad_id, self.stops, int(rl.max_new_tokens), samples, float(rl.temperature),
             seed, keep_stop=True,
         )  # fmt: skip
         seqs, texts, lengths = [], [], []
@@ -134,6 +160,8 @@ class PolicyRun:
         return seqs, texts, lengths
 
     def rewards(self, prompts: list[Prompt], texts: list[str], lengths: list[int]) -> list[float]:
+        if not prompts:
+            return []
         g = len(texts) // len(prompts)
         grouped = [texts[k * g : (k + 1) * g] for k in range(len(prompts))]
         rl = self.rl
@@ -145,85 +173,138 @@ class PolicyRun:
         ]
 
     def collect(self, step: int) -> Batch:
-        """The step's rollouts, with DAPO's dynamic sampling when asked."""
+        """This process's rollouts of the step, with DAPO's dynamic sampling when asked (which groups are kept is
+        decided on every process's rewards, in the prompts' order)."""
         rl = self.rl
         rng = random.Random(f"rl-{self.cfg.run.seed}-{step}")
         wanted, g = int(rl.prompts_per_step), int(rl.group_size)
         seqs, texts, rewards, group, lengths = [], [], [], [], []
-        used = dropped = 0
+        used = dropped = kept = 0
         tries = int(rl.max_gen_batches) if rl.dynamic_sampling else 1
         for attempt in range(tries):
-            prompts = [as_prompt(p) for p in rng.sample(self.train_pairs, min(wanted, len(self.train_pairs)))]
+            drawn = [as_prompt(p) for p in rng.sample(self.train_pairs, min(wanted, len(self.train_pairs)))]
+            mine = self.mine(len(drawn))
+            prompts = [drawn[i] for i in mine]
             s, t, n = self.sample(prompts, seed=int(self.cfg.run.seed) * 1_000_003 + step * 101 + attempt)
             r = self.rewards(prompts, t, n)
-            used += len(prompts)
-            for k in range(len(prompts)):
-                rows = range(k * g, (k + 1) * g)
-                if rl.dynamic_sampling and len({r[i] for i in rows}) == 1:
+            rewards_of = dict(self.dist.gather([(i, r[k * g : (k + 1) * g]) for k, i in enumerate(mine)]))
+            used += len(drawn)
+            for i in range(len(drawn)):
+                if kept >= wanted:
+                    break
+                if rl.dynamic_sampling and len(set(rewards_of[i])) == 1:
                     dropped += 1
                     continue
-                if len(set(group)) >= wanted:
-                    break
-                gid = len(set(group))
-                for i in rows:
-                    seqs.append(s[i])
-                    texts.append(t[i])
-                    rewards.append(r[i])
-                    lengths.append(n[i])
-                    group.append(gid)
-            if len(set(group)) >= wanted:
+                if i in mine:
+                    k = mine.index(i)
+                    for j in range(k * g, (k + 1) * g):
+                        seqs.append(s[j])
+                        texts.append(t[j])
+                        rewards.append(r[j])
+                        lengths.append(n[j])
+                        group.append(kept)
+                kept += 1
+            if kept >= wanted:
                 break
-        return Batch(seqs, texts, torch.tensor(rewards), torch.tensor(group, dtype=torch.long), lengths, used, dropped)
+        return Batch(
+            seqs, texts, torch.tensor(rewards), torch.tensor(group, dtype=torch.long), lengths, used, dropped, kept
+        )
 
     # ------------------------------------------------------------------------------------------------- update
     def token_stats(self, model, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-probs, entropies, mask), each (N, T) over the completion tokens."""
-        batch = collate_completions(seqs, self.pad_id, with_end=False)
-        logp, entropy = token_logprobs_and_entropy(model(batch), batch["lm_tokens"].to(model.device()))
-        return _padded(logp, seqs), _padded(entropy, seqs), _padded(torch.ones_like(logp), seqs)
+        """(log-probs, entropies, mask), each (N, T) over the completion tokens, computed `rl.stats_rows` sequences
+        at a time (the vocabulary-wide logits of a whole rollout batch never exist at once); every process runs as
+        many forwards as the busiest one (idle ones on an idle sequence)."""
+        rows = max(1, int(self.rl.stats_rows))
+        width = max((len(s.completion) for s in seqs), default=0)
+        rounds = max(self.dist.gather([-(-len(seqs) // rows)]))
+        parts = []
+        for k in range(rounds):
+            part = seqs[k * rows : (k + 1) * rows]
+            batch = collate_completions(part or [self.idle_seq], self.pad_id, with_end=False)
+            with self.strategy.autocast():
+                logits = model(batch)
+            if not part:
+                continue
+            logp, entropy = token_logprobs_and_entropy(logits, batch["lm_tokens"].to(logits.device))
+            parts.append((_padded(logp, part, width), _padded(entropy, part, width)))
+        logp = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, width)
+        entropy = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, width)
+        mask = torch.zeros_like(logp)
+        for i, s in enumerate(seqs):
+            mask[i, : len(s.completion)] = 1.0
+        return logp, entropy, mask
 
     def update(self, batch: Batch, optimizer) -> dict[str, float]:
-        rl = self.rl
+        rl, dist, strategy = self.rl, self.dist, self.strategy
         with torch.no_grad():
             self.policy.eval()
             old_logp, entropy, mask = self.token_stats(self.policy, batch.seqs)
             ref_logp = self.token_stats(self.reference, batch.seqs)[0] if self.reference is not None else None
-        advantages = compute_advantages(
-            str(rl.algorithm), Rollouts(batch.rewards, batch.group, mask.cpu(), entropy.cpu()), rl
-        ).to(old_logp.device)
-        n = len(batch.seqs)
+        # advantages of the whole batch (a group is on one process; batch-wide scopes and normalizers are not)
+        rows = dist.gather([(int(gid), float(r), m.tolist(), e.tolist())
+                            for gid, r, m, e in zip(batch.group, batch.rewards, mask.cpu(), entropy.cpu(), strict=True)])  # fmt: skip
+        rows.sort(key=lambda row: row[0])  # stable: a group's samples keep their order
+        width = max((len(row[2]) for row in rows), default=0)
+        everything = Rollouts(
+            torch.tensor([row[1] for row in rows]),
+            torch.tensor([row[0] for row in rows], dtype=torch.long),
+            torch.tensor([row[2] + [0.0] * (width - len(row[2])) for row in rows]),
+            torch.tensor([row[3] + [0.0] * (width - len(row[3])) for row in rows]),
+        )
+        all_adv = compute_advantages(str(rl.algorithm), everything, rl)
+        local_groups = sorted(set(batch.group.tolist()))
+        first = {gid: next(i for i, row in enumerate(rows) if row[0] == gid) for gid in local_groups}
+        g = int(rl.group_size)
+        index = [first[gid] + k for gid in local_groups for k in range(g)]  # this process's rows in the batch
+        advantages = all_adv[index, : mask.shape[1]].to(old_logp.device) if index else old_logp.new_zeros(0, 0)
+        n_all = len(rows)
         self.policy.train()
         params = [p for p in self.policy.parameters() if p.requires_grad]
         totals: dict[str, float] = {}
-        order = list(range(n))
+        order = list(range(n_all))
+        mini = int(rl.mini_batches)
         for epoch in range(int(rl.ppo_epochs)):
-            random.Random(f"rl-epoch-{epoch}-{n}").shuffle(order)
-            chunks = [order[i :: int(rl.mini_batches)] for i in range(int(rl.mini_batches))]
-            for idx in chunks:
-                if not idx:
+            random.Random(f"rl-epoch-{epoch}-{n_all}").shuffle(order)
+            for chunk in (order[i::mini] for i in range(mini)):
+                if not chunk:
                     continue
-                part = [batch.seqs[i] for i in idx]
-                logp, _, _ = self.token_stats(self.policy, part)
-                width = logp.shape[1]
-                sel = torch.tensor(idx)
-                part_mask = mask[sel, :width]
-                normalizer = part_mask.sum().item() if str(rl.loss_agg) == "token_mean" else float(len(idx))
-                loss, metrics = policy_loss(
-                    logp, old_logp[sel, :width], advantages[sel, :width], part_mask, rl, normalizer,
-                    None if ref_logp is None else ref_logp[sel, :width],
-                )  # fmt: skip
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, rl.max_grad_norm or float("inf")))
+                chosen = set(chunk)
+                local = [k for k, i in enumerate(index) if i in chosen]
+                if str(rl.loss_agg) == "token_mean":
+                    normalizer = float(everything.mask[sorted(chunk)].sum())
+                else:
+                    normalizer = float(len(chunk))
+                part = [batch.seqs[k] for k in local] or [self.idle_seq]  # an empty share still runs (collectives)
+                inputs = collate_completions(part, self.pad_id, with_end=False)
+                with strategy.micro_step(self.policy, last=True):
+                    with strategy.autocast():
+                        logits = self.policy(inputs)
+                    if local:
+                        logp, _ = token_logprobs_and_entropy(logits, inputs["lm_tokens"].to(logits.device))
+                        logp = _padded(logp, part, max(len(s.completion) for s in part))
+                        width, sel = logp.shape[1], torch.tensor(local)
+                        loss, metrics = policy_loss(
+                            logp, old_logp[sel, :width], advantages[sel, :width], mask[sel, :width], rl, normalizer,
+                            None if ref_logp is None else ref_logp[sel, :width],
+                        )  # fmt: skip
+                        # the strategy averages gradients over the processes; the loss is their sum
+                        loss = loss * dist.world_size
+                    else:
+                        loss, metrics = logits.sum() * 0.0, {"clip_fraction": 0.0, "approx_kl_old": 0.0, "kl_ref": 0.0}
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                grad_norm = strategy.clip_grad_norm(params, float(rl.max_grad_norm))
                 optimizer.step()
-                for k, v in {**metrics, "loss": loss.item(), "grad_norm": grad_norm}.items():
-                    totals[k] = totals.get(k, 0.0) + v / (len(chunks) * int(rl.ppo_epochs))
+                metrics = dist.mean({**metrics, "loss": loss.item()})
+                for k, v in {**metrics, "grad_norm": grad_norm}.items():
+                    totals[k] = totals.get(k, 0.0) + v / (mini * int(rl.ppo_epochs))
         return {
             **totals,
-            "reward_mean": batch.rewards.mean().item(),
-            "entropy": ((entropy * mask).sum() / mask.sum()).item(),
-            "response_length": sum(batch.lengths) / len(batch.lengths),
-            "groups": float(len(set(batch.group.tolist()))),
+            "reward_mean": float(everything.rewards.mean()),
+            "entropy": float((everything.entropy * everything.mask).sum() / everything.mask.sum().clamp_min(1.0)),
+            "response_length": float(everything.mask.sum(1).mean()) if n_all else 0.0,
+            "groups": float(len({row[0] for row in rows})),
             "groups_dropped": float(batch.groups_dropped),
         }
 
@@ -231,36 +312,44 @@ class PolicyRun:
     def evaluate(self, limit: int) -> dict[str, dict]:
         """Each test source's first `limit` prompts: greedy answers (`exact_match`, the rule's mean, and the configured
         reward where a model gives it) and `group_size` samples each at the rollout temperature
-        (`sampled_exact_match`: the mean rule reward of what the policy samples, the quantity RL raises; seeded, so
-        before and after compare)."""
+        (`sampled_exact_match`: the mean rule reward of what the policy samples, the quantity RL raises; seeded per
+        prompt, so before and after compare). The processes of a job answer their share; every one gets the whole."""
         out = {}
+        g = int(self.rl.group_size)
         for src in self.test_sources:
             prompts = [as_prompt(p) for p in load_sources([src])[:limit]]
-            texts, sampled = [], []
-            for start in range(0, len(prompts), 32):
-                part = prompts[start : start + 32]
-                texts += self.sample(part, seed=0, greedy=True)[1]
-                g = int(self.rl.group_size)
-                drawn = self.sample(part, seed=1 + start)[1]
-                sampled += [rule_reward(t, p.answer) for k, p in enumerate(part) for t in drawn[k * g : (k + 1) * g]]
-            matched = sum(rule_reward(t, p.answer) for t, p in zip(texts, prompts, strict=True)) / len(prompts)
+            mine = self.mine(len(prompts))
+            share = -(-len(prompts) // self.dist.world_size)
+            answers = []
+            for start in range(0, share, 32):  # every process the same number of calls (collectives)
+                ids = mine[start : start + 32]
+                part = [prompts[i] for i in ids] or prompts[:1]
+                texts = self.sample(part, seed=0, greedy=True)[1]
+                drawn = self.sample(part, seed=1)[1]
+                sampled = [
+                    sum(rule_reward(t, p.answer) for t in drawn[k * g : (k + 1) * g]) / g for k, p in enumerate(part)
+                ]
+                reward = [None] * len(part)
+                if self.reward_scorer is not None and str(self.rl.reward) != "pairwise":
+                    reward = [r[0] for r in compute_rewards(str(self.rl.reward), part, [[t] for t in texts],
+                                                            self.reward_scorer, str(self.rl.reward_transform))]  # fmt: skip
+                answers += [(i, texts[k], sampled[k], reward[k]) for k, i in enumerate(ids)]
+            answers = sorted(self.dist.gather(answers))
+            texts = [a[1] for a in answers]
             metrics = {
-                "exact_match": 100.0 * matched,
-                "sampled_exact_match": 100.0 * sum(sampled) / len(sampled),
+                "exact_match": 100.0 * sum(rule_reward(t, p.answer) for t, p in zip(texts, prompts, strict=True)) / len(prompts),
+                "sampled_exact_match": 100.0 * sum(a[2] for a in answers) / len(answers),
                 "n": len(prompts),
-            }
-            if self.reward_scorer is not None and str(self.rl.reward) != "pairwise":
-                rewards = compute_rewards(str(self.rl.reward), prompts, [[t] for t in texts], self.reward_scorer,
-                                          str(self.rl.reward_transform))  # fmt: skip
-                metrics["reward"] = sum(r[0] for r in rewards) / len(rewards)
+            }  # fmt: skip
+            if answers and answers[0][3] is not None:
+                metrics["reward"] = sum(a[3] for a in answers) / len(answers)
             out[src.name] = {"metrics": metrics, "answers": [{"id": p.id, "answer": p.answer, "output": t}
                                                              for p, t in zip(prompts, texts, strict=True)]}  # fmt: skip
         return out
 
 
-def _padded(flat: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
-    """Flat per-target values (collate_completions' order) as (N, T), zero-padded."""
-    width = max(len(s.completion) for s in seqs)
+def _padded(flat: torch.Tensor, seqs: list[Sequence], width: int) -> torch.Tensor:
+    """Flat per-target values (collate_completions' order) as (N, width), zero-padded."""
     out = flat.new_zeros(len(seqs), width)
     offset = 0
     for i, s in enumerate(seqs):
@@ -287,28 +376,32 @@ def load_policy(cfg: DictConfig):
 
 def train_policy(stage: StageRun) -> None:
     """The stage's body: evaluate the starting policy (once), train it (or resume), save it, evaluate it again."""
-    cfg, run, log = stage.cfg, stage.run, stage.log
+    cfg, run, log, dist = stage.cfg, stage.run, stage.log, stage.dist
     rl = cfg.rl
-    state = PolicyRun(cfg)
+    strategy = Strategy.for_config(cfg, dist)
+    state = PolicyRun(cfg, strategy)
     params = [p for p in state.policy.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, float(rl.lr), float(rl.weight_decay))
     scheduler = make_scheduler(optimizer, "constant", int(rl.steps), 0.0)
     start = 0
     initial_path = run.path / "initial_eval.json"
     if not initial_path.exists():
-        atomic_write_json(initial_path, {k: v["metrics"] for k, v in state.evaluate(int(rl.eval_prompts)).items()})
+        initial = {k: v["metrics"] for k, v in state.evaluate(int(rl.eval_prompts)).items()}
+        if dist.is_main:
+            atomic_write_json(initial_path, initial)
+        dist.barrier()
     ckpt = latest_checkpoint(run.checkpoints)
     if ckpt is not None:
-        start = load_checkpoint(ckpt, state.policy, optimizer, scheduler)["step"]
+        start = load_checkpoint(ckpt, state.policy, optimizer, scheduler, dist)["step"]
         print(f"[rmlab] resumed from {ckpt.name}")
     initial = json.loads(initial_path.read_text())
     r = cfg.run
-    bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=r.progress)
+    bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=r.progress and dist.is_main)
     guard = PreemptionGuard().install()
     for step in range(start, int(rl.steps)):
         started = time.perf_counter()
         batch = state.collect(step)
-        if not batch.seqs:
+        if not batch.groups_kept:
             log.log({"rl/groups": 0.0, "rl/groups_dropped": float(batch.groups_dropped)}, step=step + 1)
             metrics = {}
         else:
@@ -318,22 +411,28 @@ def train_policy(stage: StageRun) -> None:
         done = step + 1
         bar.update(1)
         bar.set_postfix(reward=f"{metrics.get('reward_mean', float('nan')):.3f}", refresh=False)
-        if (r.save_every and done % r.save_every == 0 or guard.requested) and done < int(rl.steps):
-            save_checkpoint(run.checkpoints, done, state.policy, optimizer, scheduler, {}, keep=r.keep_checkpoints)
-            run.update_status(step=done)
-        if guard.requested:
+        preempted = dist.any(guard.requested)
+        if (r.save_every and done % r.save_every == 0 or preempted) and done < int(rl.steps):
+            save_checkpoint(run.checkpoints, done, state.policy, optimizer, scheduler, {}, r.keep_checkpoints, dist)
+            if dist.is_main:
+                run.update_status(step=done)
+        if preempted:
             print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
+            dist.barrier()
             guard.hand_over()
     guard.uninstall()
     bar.close()
     state.policy.eval()
-    state.policy.save(run.model, state.encoder.processor)
+    full = strategy.full_state_dict(state.policy)
+    if dist.is_main:
+        state.module.save(run.model, state.encoder.processor, full, dtype=strategy.dtype)
+    del full
     results = {}
     for name, out in state.evaluate(int(rl.eval_prompts)).items():
         metrics = {**out["metrics"], **{f"initial_{k}": v for k, v in initial.get(name, {}).items() if k != "n"}}
-        atomic_write_text(
-            run.eval_dir(name) / "predictions.jsonl", "".join(json.dumps(a) + "\n" for a in out["answers"])
-        )
-        atomic_write_json(run.eval_dir(name) / "metrics.json", metrics)
+        if dist.is_main:
+            answers = "".join(json.dumps(a) + "\n" for a in out["answers"])
+            atomic_write_text(run.eval_dir(name) / "predictions.jsonl", answers)
+            atomic_write_json(run.eval_dir(name) / "metrics.json", metrics)
         results[name] = metrics
     log.summary(numeric_leaves(results, "eval/"))

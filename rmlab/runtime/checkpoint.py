@@ -93,7 +93,9 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, dist: Dist = SINGLE
     reader, planner = SafeReader(str(path)), SafeLoadPlanner()
     with _quiet():
         dcp.load(loaded, checkpoint_id=str(path), storage_reader=reader, planner=planner, no_dist=_no_group())
-    set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"], options=OPTIONS)
+    set_state_dict(
+        model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"], options=OPTIONS
+    )
     trainer = json.loads((path / "trainer_state.json").read_text())
     scheduler.load_state_dict(trainer["scheduler"])
     _load_rng(path, dist.rank if dist.rank < trainer.get("world_size", 1) else 0)
@@ -137,8 +139,19 @@ def _load_rng(directory: Path, rank: int) -> None:
 # ------------------------------------------------------------------------------------------------ reading safely
 
 _TORCH_NAMES = {"Size", "strided", "sparse_coo", "contiguous_format", "preserve_format", "channels_last"} | {
-    str(d).removeprefix("torch.") for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
-                                            torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)  # fmt: skip
+    str(d).removeprefix("torch.")
+    for d in (
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.float64,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+    )  # fmt: skip
 }
 
 
