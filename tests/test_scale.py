@@ -202,6 +202,7 @@ def test_a_policy_step_on_two_processes_equals_one_process(workdir, tmp_path):
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
     preds = [
-        Path(glob.glob(f"{tmp_path / r}/demo/*/eval/synth_text/predictions.jsonl")[0]).read_text() for r in ("one", "two")
+        Path(glob.glob(f"{tmp_path / r}/demo/*/eval/synth_text/predictions.jsonl")[0]).read_text()
+        for r in ("one", "two")
     ]
     assert preds[0] == preds[1]
