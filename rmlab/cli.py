@@ -53,7 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--retry", action="store_true", help="also rerun failed, timed-out, cancelled, interrupted runs")
     s.add_argument("--wait", action="store_true", help="slurm: stay until every job has ended")
     s.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    s.add_argument("--force", action="store_true", help="submit grid points that `rmlab plan` says do not fit")
     s.add_argument("overrides", nargs="*")
+
+    pl = sub.add_parser(
+        "plan", help="each grid point's per-GPU memory against launcher.gpu_mem_gb; exit 1 if one does not fit"
+    )
+    pl.add_argument("experiment")
+    pl.add_argument("overrides", nargs="*")
 
     st = sub.add_parser("status", help="the jobs of an experiment's grid: state, attempts, step, job id, log")
     st.add_argument("experiment")
@@ -139,6 +146,15 @@ def cmd_sweep(args) -> int:
             print(f"[rmlab]   skip {p.run.signature} ({' '.join(p.point)}): {p.reason}")
     if args.dry_run:
         return 0
+    if todo and int(todo[0].cfg.launcher.gpus_per_node) > 0 and not args.force:
+        from rmlab.launch.plan import plan_grid, plan_table  # torch, transformers (models on the meta device)
+
+        memory = plan_grid(args.experiment, overrides)
+        wanted = {p.run.signature for p in todo}
+        short = [m for m in memory if not m.fits and m.job.signature in wanted]
+        if short:
+            print(plan_table(short), end="", file=sys.stderr)
+            raise ConfigError(f"{len(short)} grid point(s) do not fit on a GPU (above); change them or pass --force")
     experiment_dir = planned[0].run.path.parent if planned else None
     if not todo:
         pass
@@ -164,6 +180,14 @@ def cmd_sweep(args) -> int:
         if state != "done":
             print(f"[rmlab] not done ({state}): {p.run.path}", file=sys.stderr)
     return 0 if states.count("done") == len(planned) else 1
+
+
+def cmd_plan(args) -> int:
+    from rmlab.launch.plan import plan_grid, plan_table  # torch, transformers (models on the meta device)
+
+    planned = plan_grid(args.experiment, args.overrides)
+    print(plan_table(planned), end="")
+    return 0 if all(p.fits for p in planned) else 1
 
 
 def cmd_status(args) -> int:
@@ -288,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "sweep": cmd_sweep,
         "status": cmd_status,
+        "plan": cmd_plan,
         "eval": cmd_eval,
         "metrics": cmd_metrics,
         "tables": cmd_tables,

@@ -16,6 +16,7 @@ from rmlab.config.compose import compose
 from rmlab.data.adapters import load_pairs
 from rmlab.data.encode import PairEncoder
 from rmlab.models.reward_model import load_reward_model
+from rmlab.paradigms import get_paradigm
 from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.optim import make_optimizer, make_scheduler
 from rmlab.runtime.strategy import Strategy
@@ -206,3 +207,41 @@ def test_a_policy_step_on_two_processes_equals_one_process(workdir, tmp_path):
         for r in ("one", "two")
     ]
     assert preds[0] == preds[1]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["backbone=qwen2_5"], ["paradigm=grm"], ["backbone.lora.enabled=true", "backbone.freeze_vision=true"]],
+)
+def test_the_memory_plan_counts_the_real_tensors_of_a_tiny_model(overrides, synth_dir):
+    """Weights, gradients and optimizer state as planned (one process, fp32) equal the bytes of the real tensors
+    after an optimizer step, for a scalar reward model, a judge, and LoRA with a frozen vision tower."""
+    from rmlab.runtime.memory import footprint, plan_memory
+
+    cfg = compose(["tracking=disabled", *overrides])
+    plan = plan_memory(cfg, footprint(cfg))
+    model, processor = build_model(cfg)
+    encoder = get_paradigm(cfg.paradigm.name).encoder(processor, cfg)
+    pairs = load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "train.parquet"), limit=4)
+    if cfg.backbone.family == "qwen2_5":
+        pairs = load_pairs("ultrafeedback", str(synth_dir / "ultrafeedback" / "train.jsonl"), limit=4)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, 1e-3, 0.0)
+    batches = HeldPairs([encoder.encode(p) for p in pairs], 4, 1, seed=0).batches(0)
+    train_step(model, optimizer, make_scheduler(optimizer, "constant", 1, 0.0), batches, 0, cfg)
+    assert plan.weights == sum(p.numel() * p.element_size() for p in model.parameters())
+    assert plan.gradients == sum(p.grad.numel() * p.grad.element_size() for p in params)
+    state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    assert plan.optimizer == sum(t.numel() * t.element_size() for t in state)
+
+
+def test_rmlab_plan_says_which_grid_points_fit_and_sweep_refuses_the_others(capsys):
+    assert main(["plan", "head"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("head=")]
+    assert len(rows) == 7 and all("qwen2_5_vl 7b" in r and " fsdp " in r and "yes (80.0 GiB)" in r for r in rows)
+    assert main(["plan", "head", "run.strategy=ddp"]) == 1
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run.strategy=ddp")]
+    assert len(rows) == 7 and all("NO: shard it: run.strategy=fsdp" in r for r in rows)
+    assert main(["sweep", "head", "run.strategy=ddp"]) == 2  # refused before anything is submitted
+    err = capsys.readouterr().err
+    assert "7 grid point(s) do not fit on a GPU" in err and "--force" in err

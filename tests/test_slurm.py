@@ -86,7 +86,15 @@ def _wait(predicate, timeout_s, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_preempted_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(workdir, tmp_path):
+@pytest.mark.parametrize(
+    "processes",
+    [
+        ["launcher.cpus_per_task=2"],  # one process
+        ["launcher.tasks_per_node=2", "launcher.cpus_per_task=1", "run.strategy=fsdp"],  # FSDP over 2 tasks
+    ],
+    ids=["one-process", "fsdp-2-tasks"],
+)
+def test_a_preempted_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(workdir, tmp_path, processes):
     common = [
         *workdir,
         "head=linear",
@@ -96,8 +104,8 @@ def test_a_preempted_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupte
         "train.eval_every=0",
         "tracking=offline",
         "eval.benchmarks=[]",
-        "launcher.cpus_per_task=2",
         "launcher.timeout_min=10",
+        *processes,
     ]
     assert main(["sweep", "demo", "--launcher", "slurm", *common]) == 0
     runs = tmp_path / "runs"
@@ -120,7 +128,8 @@ def test_a_preempted_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupte
     assert len(glob.glob(f"{run_dir}/wandb/offline-run-*")) == 2 and len(ids) == 1  # two attempts, one wandb run
 
     straight = [o.replace(str(runs), str(tmp_path / "straight")) for o in common]
-    assert main(["sweep", "demo", *straight]) == 0
+    local = ["--launcher", "local"] if "run.strategy=fsdp" in processes else []  # the same 2 processes, not preempted
+    assert main(["sweep", "demo", *local, *straight]) == 0
     a = json.loads(_read(f"{run_dir}/eval/synth_shapes/metrics.json"))
     b = json.loads(_read(f"{tmp_path}/straight/demo/*/eval/synth_shapes/metrics.json"))
     assert a["pair_accuracy"] == b["pair_accuracy"] and a["per_category"] == b["per_category"]

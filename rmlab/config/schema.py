@@ -300,6 +300,7 @@ class LauncherConfig:
     nodes: int = 1
     tasks_per_node: int = 1  # processes per node: one per GPU for multi-GPU training (torch.distributed)
     gpus_per_node: int = 0
+    gpu_mem_gb: float = 80.0  # one GPU's memory (GiB): what `rmlab plan` checks each grid point against
     cpus_per_task: int = 2
     mem_gb: int | None = None
     array_parallelism: int = 256  # jobs of one array running at once

@@ -17,6 +17,8 @@ from transformers.utils import logging as _transformers_logging
 from rmlab.config.schema import TinyConfig
 from rmlab.errors import ConfigError
 from rmlab.models.families import FAMILIES, build_tiny
+from rmlab.models.sizes import config_from_sizes
+from rmlab.models.tiny import tiny_tokenizer
 
 _transformers_logging.disable_progress_bar()
 
@@ -98,7 +100,10 @@ def apply_lora(model, lora, vision_prefixes):
 
 
 def enable_gradient_checkpointing(model, with_lora: bool) -> None:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers' name from 5.x on
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if with_lora:
         model.enable_input_require_grads()
 
@@ -107,15 +112,36 @@ def prepare_backbone(cfg, uses_lm_head: bool):
     """(generative model, processor) with the configured options applied: frozen vision tower, gradient
     checkpointing, LoRA. A paradigm that never reads the LM head (a scalar head on hidden states) freezes it, which
     keeps it out of the optimizer and the checkpoints."""
-    b = cfg.backbone
-    model, processor = load_backbone(b, cfg.scale, seed=cfg.run.seed)
+    model, processor = load_backbone(cfg.backbone, cfg.scale, seed=cfg.run.seed)
+    return apply_options(model, cfg.backbone, uses_lm_head), processor
+
+
+def apply_options(model, backbone, uses_lm_head: bool):
+    """The model with the configured options applied (what prepare_backbone does after loading; also applied to a
+    model on the meta device when planning memory)."""
     lm_head = model.get_output_embeddings()
     if not uses_lm_head and lm_head is not None and lm_head.weight is not model.get_input_embeddings().weight:
         lm_head.requires_grad_(False)
-    if b.freeze_vision:
-        freeze_vision_tower(model, list(b.vision_tower))
-    if b.gradient_checkpointing:
-        enable_gradient_checkpointing(model, with_lora=b.lora.enabled)
-    if b.lora.enabled:
-        model = apply_lora(model, b.lora, list(b.vision_tower))
-    return model, processor
+    if backbone.freeze_vision:
+        freeze_vision_tower(model, list(backbone.vision_tower))
+    if backbone.gradient_checkpointing:
+        enable_gradient_checkpointing(model, with_lora=backbone.lora.enabled)
+    if backbone.lora.enabled:
+        model = apply_lora(model, backbone.lora, list(backbone.vision_tower))
+    return model
+
+
+def model_config(backbone, scale):
+    """The transformers config of the configured backbone, without its weights: a tiny one as built here; a local
+    checkpoint's own; a hub checkpoint's from the local cache when there, else from its sizes kept in
+    rmlab.models.sizes (so planning needs no hub)."""
+    family = FAMILIES.get(backbone.family)
+    source = backbone_source(backbone, scale)
+    if source == "tiny":
+        return family.tiny(tiny_tokenizer(family.name), _tiny_config(scale))[0]
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=backbone.trust_remote_code)
+    except (OSError, ValueError):
+        return config_from_sizes(family.name, source)

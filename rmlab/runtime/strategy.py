@@ -63,9 +63,13 @@ class Strategy:
         name = strategy_name(cfg)
         if name == "ddp" and not dist.active:
             name = "single"
-        if bool(cfg.run.offload) and name != "fsdp":
+        offload = bool(cfg.run.offload)
+        if offload and name != "fsdp":
             raise ConfigError("run.offload needs run.strategy=fsdp")
-        return cls(name, dist, compute_dtype(cfg), bool(cfg.run.offload))
+        if offload and dist.device.type == "cpu":
+            print("[rmlab] run.offload: computing on the CPU, every shard is in CPU memory already (offload off)")
+            offload = False
+        return cls(name, dist, compute_dtype(cfg), offload)
 
     @property
     def sharded(self) -> bool:
