@@ -99,4 +99,4 @@ def test_the_second_job_on_a_mix_loads_its_encoding_from_the_cache(workdir, tmp_
     out = capsys.readouterr().out
     assert out.count("encoded pairs from the cache") == 2  # train and validation pairs
     assert second.status()["state"] == "done"
-    assert len(list((tmp_path / "cache" / "encoded").glob("*.pt"))) == 2
+    assert len(list((tmp_path / "cache" / "encoded").glob("*.safetensors"))) == 2

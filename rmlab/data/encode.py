@@ -13,16 +13,27 @@ import torch
 
 from rmlab.data.records import PreferencePair, open_image
 from rmlab.util.progress import progress as bar
+from rmlab.util.registry import Registry
 
 # Processor outputs that run along the token axis (padded like input_ids); every other tensor the processor returns
 # describes the images and is concatenated along dim 0 in sequence order.
 _PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 
+# The types an encoder's items may be: the encoding cache rebuilds only these (rmlab.data.cache).
+ENCODED: Registry[type] = Registry("encoded item type")
+
+
+def encoded_item(cls: type) -> type:
+    """Class decorator: a dataclass the encoding cache may store and rebuild."""
+    return ENCODED.add(cls.__name__, cls)
+
+
 class OverlongPair(ValueError):
     """A pair that cannot fit max_length without cutting tokens (image tokens included)."""
 
 
+@encoded_item
 @dataclass
 class EncodedPair:
     id: str

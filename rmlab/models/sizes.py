@@ -9,6 +9,8 @@ checkpoint's own config is read instead (rmlab.models.backbone.model_config).
 
 from __future__ import annotations
 
+from rmlab.errors import ConfigError
+
 QWEN2_5_VL_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16}
 QWEN2_VL_VISION = {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16}
 INTERN_VIT_300M = {
@@ -62,8 +64,6 @@ HUB_SIZES: dict[str, dict] = {
 def config_from_sizes(family: str, hub_id: str):
     """The transformers config of a hub checkpoint, from its kept sizes."""
     import transformers as tf
-
-    from rmlab.errors import ConfigError
 
     if hub_id not in HUB_SIZES:
         raise ConfigError(f"no sizes kept for {hub_id}: give backbone.path (a local copy) to plan its memory")

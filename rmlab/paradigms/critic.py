@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rmlab.data.encode import EncodedPair, PairEncoder, check_length, frames_as_images
+from rmlab.data.encode import EncodedPair, PairEncoder, check_length, encoded_item, frames_as_images
 from rmlab.data.records import PreferencePair, critiques_of
 from rmlab.errors import DataError
 from rmlab.paradigms.base import PARADIGMS
@@ -28,6 +28,7 @@ from rmlab.paradigms.tokens import Sequence, generate, lm_targets, stop_ids, tok
 CRITIQUE_REQUEST = "Is the answer above right? Say what is right or wrong about it."
 
 
+@encoded_item
 @dataclass
 class CriticPair(EncodedPair):
     """An EncodedPair whose responses run on into the critique request and the critique.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rmlab.data.encode import PairEncoder, check_length, frames_as_images
+from rmlab.data.encode import PairEncoder, check_length, encoded_item, frames_as_images
 from rmlab.data.records import PreferencePair, critiques_of
 from rmlab.errors import ConfigError
 from rmlab.paradigms.base import PARADIGMS
@@ -68,6 +68,7 @@ def chosen_first(pair_id: str) -> bool:
     return zlib.crc32(pair_id.encode()) % 2 == 0
 
 
+@encoded_item
 @dataclass
 class JudgeItem:
     """Both orders of one pair, encoded: `orders[k]` has the chosen response at position k (0: first)."""

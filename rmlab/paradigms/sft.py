@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from rmlab.data.encode import PairEncoder, check_length, frames_as_images
+from rmlab.data.encode import PairEncoder, check_length, encoded_item, frames_as_images
 from rmlab.data.records import PreferencePair
 from rmlab.paradigms.answers import normalize_answer
 from rmlab.paradigms.base import PARADIGMS
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids, token_loss
 
 
+@encoded_item
 @dataclass
 class Answer(Sequence):
     """A prompt and its right answer, with what the trainer and the cache read of an item."""

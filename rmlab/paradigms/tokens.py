@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from rmlab.data.encode import EncodedPrompt, collate_rows
+from rmlab.data.encode import EncodedPrompt, collate_rows, encoded_item
 
 
+@encoded_item
 @dataclass
 class Sequence:
     prompt_ids: list[int]

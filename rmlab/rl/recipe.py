@@ -43,7 +43,7 @@ from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop
 from rmlab.rl.advantages import Rollouts, compute_advantages
 from rmlab.rl.loss import policy_loss, token_logprobs_and_entropy
 from rmlab.rl.rewards import Prompt, compute_rewards, rule_reward
-from rmlab.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rmlab.runtime.checkpoint import resume, save_checkpoint
 from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.optim import make_optimizer, make_scheduler
@@ -383,17 +383,14 @@ def train_policy(stage: StageRun) -> None:
     params = [p for p in state.policy.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, float(rl.lr), float(rl.weight_decay))
     scheduler = make_scheduler(optimizer, "constant", int(rl.steps), 0.0)
-    start = 0
     initial_path = run.path / "initial_eval.json"
     if not initial_path.exists():
         initial = {k: v["metrics"] for k, v in state.evaluate(int(rl.eval_prompts)).items()}
         if dist.is_main:
             atomic_write_json(initial_path, initial)
         dist.barrier()
-    ckpt = latest_checkpoint(run.checkpoints)
-    if ckpt is not None:
-        start = load_checkpoint(ckpt, state.policy, optimizer, scheduler, dist)["step"]
-        print(f"[rmlab] resumed from {ckpt.name}")
+    trainer = resume(run.checkpoints, state.policy, optimizer, scheduler, dist)
+    start = trainer["step"] if trainer else 0
     initial = json.loads(initial_path.read_text())
     r = cfg.run
     bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=r.progress and dist.is_main)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
@@ -100,6 +101,25 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, dist: Dist = SINGLE
     scheduler.load_state_dict(trainer["scheduler"])
     _load_rng(path, dist.rank if dist.rank < trainer.get("world_size", 1) else 0)
     return trainer
+
+
+def resume(root: Path, model, optimizer, scheduler, dist: Dist = SINGLE) -> dict | None:
+    """Restore the newest checkpoint that reads (one that does not, damaged or planted, is said in one line and the
+    one before it is tried); None when there is none. A run whose every checkpoint fails to read is an error: its
+    weights may be half-restored, so it does not quietly start over."""
+    found = list_checkpoints(root)
+    for path in reversed(found):
+        try:
+            trainer = load_checkpoint(path, model, optimizer, scheduler, dist)
+        except (Exception, CheckpointException) as e:  # (DCP's error is a BaseException)
+            print(f"[rmlab] checkpoint {path.name} does not read ({type(e).__name__}: {str(e)[:200]}); trying the one"
+                  " before it")  # fmt: skip
+            continue
+        print(f"[rmlab] resumed from {path.name}")
+        return trainer
+    if found:
+        raise RuntimeError(f"no checkpoint in {root} reads; move them away to start the run over")
+    return None
 
 
 def _no_group() -> bool:

@@ -1,7 +1,8 @@
 """An experiment's runs as logged, from the offline files on disk or from a wandb project online, as one DataFrame.
 
 Offline: every `run-<id>.wandb` under the experiment's run directories, parsed once and cached by (path, size,
-mtime) so re-reading 1,000 runs costs a stat each; the attempts of a resumed run (same id, one file each) are
+mtime) so re-reading 1,000 runs costs a stat each (the cache is JSON: reading it back runs no code; one that does not
+parse is said in one line and rebuilt); the attempts of a resumed run (same id, one file each) are
 merged. Online: `wandb.Api().runs(project, filters={"group": experiment})`. Either way a run becomes a RunRecord,
 and `runs_frame` turns records into the same columns: id, project, group, job_type, name, tags, state, exit_code,
 `config.<key>` and `summary.<key>` (nested keys joined with "/").
@@ -9,15 +10,16 @@ and `runs_frame` turns records into the same columns: id, project, group, job_ty
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from rmlab.tracking.offline import RunRecord, merge_attempts, read_run_file
-from rmlab.util.atomic import atomic_write_bytes, file_lock
+from rmlab.util.atomic import atomic_write_text, file_lock
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def offline_files(experiment_dir: Path) -> list[Path]:
@@ -31,17 +33,18 @@ def read_offline(experiment_dir: Path, cache_file: Path | None = None, history: 
     cache: dict = {}
     if cache_file is not None and Path(cache_file).exists():
         try:
-            cache = pickle.loads(Path(cache_file).read_bytes())
+            cache = json.loads(Path(cache_file).read_text())
             if cache.get("version") != CACHE_VERSION or cache.get("history") != history:
                 cache = {}
-        except Exception:
+        except (ValueError, UnicodeDecodeError, AttributeError) as e:
+            print(f"[rmlab] ignored the parse cache {cache_file} ({type(e).__name__}): rebuilding it", file=sys.stderr)
             cache = {}  # a damaged cache is rebuilt, never trusted
     entries = cache.get("files", {})
     fresh, changed = {}, False
     by_id: dict[str, list[RunRecord]] = {}
     for f in files:
         st = f.stat()
-        key = (st.st_size, st.st_mtime_ns)
+        key = [st.st_size, st.st_mtime_ns]
         hit = entries.get(str(f))
         if hit and hit[0] == key:
             rec = RunRecord(**hit[1])
@@ -53,7 +56,7 @@ def read_offline(experiment_dir: Path, cache_file: Path | None = None, history: 
     if cache_file is not None and (changed or len(fresh) != len(entries)):
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
         with file_lock(str(cache_file) + ".lock"):
-            atomic_write_bytes(cache_file, pickle.dumps({"version": CACHE_VERSION, "history": history, "files": fresh}))
+            atomic_write_text(cache_file, json.dumps({"version": CACHE_VERSION, "history": history, "files": fresh}))
     return {run_id: merge_attempts(recs) for run_id, recs in by_id.items()}
 
 
@@ -119,7 +122,7 @@ def runs_frame(records: dict[str, RunRecord]):
 
 
 def cache_path(cfg) -> Path:
-    return Path(cfg.paths.cache) / "wandb_runs" / f"{cfg.experiment}.pkl"
+    return Path(cfg.paths.cache) / "wandb_runs" / f"{cfg.experiment}.json"
 
 
 def runs_dir(cfg) -> Path:

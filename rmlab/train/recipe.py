@@ -27,7 +27,7 @@ from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.score import pair_accuracy, scorer_for
 from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
-from rmlab.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rmlab.runtime.checkpoint import resume, save_checkpoint
 from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.optim import make_optimizer, make_scheduler
@@ -104,12 +104,9 @@ def train_reward_model(stage: StageRun) -> None:
     optimizer = make_optimizer(params, t.lr, t.weight_decay)
     scheduler = make_scheduler(optimizer, str(t.schedule), t.max_steps, t.warmup_ratio)
 
-    start_step = 0
-    ckpt = latest_checkpoint(run.checkpoints)
-    if ckpt is not None:
-        start_step = load_checkpoint(ckpt, model, optimizer, scheduler, dist)["step"]
-        data.fast_forward(start_step)
-        print(f"[rmlab] resumed from {ckpt.name}")
+    trainer = resume(run.checkpoints, model, optimizer, scheduler, dist)
+    start_step = trainer["step"] if trainer else 0
+    data.fast_forward(start_step)
 
     log.summary(
         {

@@ -112,6 +112,7 @@ def selfcompare(stage: StageRun) -> None:
     if not cfg.selfcompare.policy:
         raise ConfigError("stage=selfcompare needs selfcompare.policy: the SFT run whose answers are compared")
     data = stage.run.path / DATA_FILE
-    if not data.exists():
+    if not data.exists() and stage.dist.is_main:  # rank 0 builds them; the job's other processes wait
         build_conversations(cfg, data)
+    stage.dist.barrier()
     train_reward_model(dataclasses.replace(stage, cfg=fine_tuning_config(cfg, data)))
