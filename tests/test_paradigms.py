@@ -234,6 +234,7 @@ def test_critic_learns_the_text_pairs_from_its_own_critiques(tmp_path, full_synt
     assert m["pair_accuracy"] >= 57.0
 
 
+@pytest.mark.slow  # 80 s: it writes its reasoning for 400 test pairs (`make test-slow`; its parser and votes are fast)
 def test_longcot_learns_the_text_pairs(tmp_path, full_synth_dir):
     # measured: 90.5, no unreadable answer
     m = _learned(tmp_path, full_synth_dir, "paradigm=longcot", *TEXT)
