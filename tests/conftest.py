@@ -89,20 +89,21 @@ SMOKE = ["train.max_steps=2", "train.eval_every=0", "run.save_every=0", "trackin
 
 
 def interrupt_after_checkpoint(monkeypatch, step: int):
-    """Make training stop (KeyboardInterrupt) right after it writes the checkpoint of `step`, as a preempted job
+    """Make training stop (KeyboardInterrupt) right after the checkpoint of `step` is in place, as a preempted job
     would; returns a function that puts the real checkpoint writer back."""
-    from rmlab.train import recipe
+    from rmlab.runtime.checkpoint import CheckpointWriter
 
-    real_save = recipe.save_checkpoint
+    real_save = CheckpointWriter.save
 
-    def save_then_die(root, at, *args, **kwargs):
-        path = real_save(root, at, *args, **kwargs)
+    def save_then_die(self, at, *args, **kwargs):
+        path = real_save(self, at, *args, **kwargs)
         if at == step:
+            self.finish()
             raise KeyboardInterrupt("preempted")
         return path
 
-    monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
-    return lambda: monkeypatch.setattr(recipe, "save_checkpoint", real_save)
+    monkeypatch.setattr(CheckpointWriter, "save", save_then_die)
+    return lambda: monkeypatch.setattr(CheckpointWriter, "save", real_save)
 
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "data")

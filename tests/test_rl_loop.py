@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
+from conftest import interrupt_after_checkpoint
 
 from rmlab.config.compose import compose
 from rmlab.launch.job import run_config
-from rmlab.rl import recipe
 from rmlab.rl.recipe import Batch, PolicyRun, overlong_penalty
 from rmlab.runtime.optim import make_optimizer
 
@@ -75,17 +75,11 @@ def test_a_policy_run_end_to_end_and_resumed_equals_uninterrupted(rl_overrides, 
     assert [h["step"] for h in history] == [1, 2, 3, 4] and all("rl/entropy" in h for h in history)
     assert any(straight.model.iterdir())
 
-    real = recipe.save_checkpoint
-
-    def save_then_die(root, at, *args, **kwargs):
-        real(root, at, *args, **kwargs)
-        raise KeyboardInterrupt("preempted")
-
-    monkeypatch.setattr(recipe, "save_checkpoint", save_then_die)
     cfg = compose(common)
+    restore = interrupt_after_checkpoint(monkeypatch, step=2)
     with pytest.raises(KeyboardInterrupt):
         run_config(cfg)
-    monkeypatch.setattr(recipe, "save_checkpoint", real)
+    restore()
     resumed = run_config(cfg)
     assert resumed.status()["state"] == "done" and resumed.status()["attempts"] == 2
     a = (straight.eval_dir("synth_text") / "predictions.jsonl").read_text()

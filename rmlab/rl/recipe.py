@@ -43,7 +43,7 @@ from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop
 from rmlab.rl.advantages import Rollouts, compute_advantages
 from rmlab.rl.loss import policy_loss, token_logprobs_and_entropy
 from rmlab.rl.rewards import Prompt, compute_rewards, rule_reward
-from rmlab.runtime.checkpoint import resume, save_checkpoint
+from rmlab.runtime.checkpoint import CheckpointWriter, resume
 from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.optim import make_optimizer, make_scheduler
@@ -395,28 +395,29 @@ def train_policy(stage: StageRun) -> None:
     r = cfg.run
     bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=r.progress and dist.is_main)
     guard = PreemptionGuard().install()
-    for step in range(start, int(rl.steps)):
-        started = time.perf_counter()
-        batch = state.collect(step)
-        if not batch.groups_kept:
-            log.log({"rl/groups": 0.0, "rl/groups_dropped": float(batch.groups_dropped)}, step=step + 1)
-            metrics = {}
-        else:
-            metrics = state.update(batch, optimizer)
-            metrics["seconds"] = time.perf_counter() - started
-            log.log({f"rl/{k}": v for k, v in metrics.items()}, step=step + 1)
-        done = step + 1
-        bar.update(1)
-        bar.set_postfix(reward=f"{metrics.get('reward_mean', float('nan')):.3f}", refresh=False)
-        preempted = dist.any(guard.requested)
-        if (r.save_every and done % r.save_every == 0 or preempted) and done < int(rl.steps):
-            save_checkpoint(run.checkpoints, done, state.policy, optimizer, scheduler, {}, r.keep_checkpoints, dist)
-            if dist.is_main:
-                run.update_status(step=done)
-        if preempted:
-            print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
-            dist.barrier()
-            guard.hand_over()
+    with CheckpointWriter(run.checkpoints, r.keep_checkpoints, dist) as writer:
+        for step in range(start, int(rl.steps)):
+            started = time.perf_counter()
+            batch = state.collect(step)
+            if not batch.groups_kept:
+                log.log({"rl/groups": 0.0, "rl/groups_dropped": float(batch.groups_dropped)}, step=step + 1)
+                metrics = {}
+            else:
+                metrics = state.update(batch, optimizer)
+                metrics["seconds"] = time.perf_counter() - started
+                log.log({f"rl/{k}": v for k, v in metrics.items()}, step=step + 1)
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics.get('reward_mean', float('nan')):.3f}", refresh=False)
+            preempted = dist.any(guard.requested)
+            if (r.save_every and done % r.save_every == 0 or preempted) and done < int(rl.steps):
+                writer.save(done, state.policy, optimizer, scheduler)
+                if dist.is_main:
+                    run.update_status(step=done)
+            if preempted:
+                writer.finish()
+                print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
+                guard.hand_over()
     guard.uninstall()
     bar.close()
     state.policy.eval()

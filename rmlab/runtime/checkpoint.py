@@ -1,7 +1,7 @@
 """Training checkpoints through torch.distributed.checkpoint (DCP), each written whole or not at all.
 
 A checkpoint is a directory `checkpoints/step_NNNNNNNN/`: every process writes its own shard of the trainable
-parameters and of the optimizer state (`*.distcp`, DCP's format: a checkpoint written by N processes loads into M),
+parameters and of the optimizer state (in the background: CheckpointWriter) (`*.distcp`, DCP's format: a checkpoint written by N processes loads into M),
 its random generators (`rng_rank<r>.safetensors`, `rng_rank<r>.json`), and rank 0 the trainer state
 (`trainer_state.json`: step, scheduler, how many processes wrote it). It is built under a hidden temporary name and
 renamed into place once every process has written, so a crash mid-write leaves the previous checkpoint as the latest
@@ -33,6 +33,8 @@ from rmlab.runtime.distributed import SINGLE, Dist
 from rmlab.util.atomic import fsync_tree
 
 PREFIX = "step_"
+# DCP warns at every save and load of a single process (from its writing thread too) that it assumes one: it is one.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
 # Frozen weights (a vision tower, LoRA's base) are neither saved nor restored. (A checkpoint that lacks a trainable
 # weight the model has is still an error: DCP refuses to load a state dict key the checkpoint does not hold.)
 OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
@@ -54,36 +56,100 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
+class CheckpointWriter:
+    """Writes a run's checkpoints, in the background where DCP can (its async save: the state is copied to CPU memory,
+    then written while training goes on). A checkpoint is put in place (renamed, older ones pruned) once every process
+    has finished writing it: when the next one starts, at a preemption, and at the end (`finish`)."""
+
+    def __init__(self, root: Path, keep: int = 2, dist: Dist = SINGLE, asynchronous: bool = True):
+        self.root, self.keep, self.dist, self.asynchronous = root, keep, dist, asynchronous
+        self.pending: tuple | None = None
+        # the background writes coordinate on a group of their own, never on the training's
+        self.group = torch.distributed.new_group(backend="gloo") if asynchronous and dist.active else None
+
+    def save(self, step: int, model, optimizer, scheduler, state: dict | None = None) -> Path:
+        """Every process calls this; the previous checkpoint is finished first."""
+        self.finish()
+        dist = self.dist
+        path = self.root / _name(step)
+        tmp = self.root / f".{path.name}.tmp"
+        if dist.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        dist.barrier()
+        writing = None
+        try:
+            model_state, optim_state = get_state_dict(model, optimizer, options=OPTIONS)
+            shards = {"model": model_state, "optim": optim_state}
+            if self.asynchronous:
+                writing = dcp.async_save(shards, checkpoint_id=str(tmp), process_group=self.group, no_dist=_no_group())
+            else:
+                dcp.save(shards, checkpoint_id=str(tmp), no_dist=_no_group())
+            _save_rng(tmp, dist.rank)
+            if dist.is_main:
+                trainer = {**(state or {}), "step": step, "world_size": dist.world_size,
+                           "scheduler": scheduler.state_dict()}  # fmt: skip
+                (tmp / "trainer_state.json").write_text(json.dumps(trainer, indent=2) + "\n")
+        except BaseException:
+            self._discard(tmp, writing)
+            raise
+        self.pending = (writing, tmp, path)
+        if not self.asynchronous:
+            self.finish()
+        return path
+
+    def finish(self) -> None:
+        """Wait for the checkpoint being written, then put it in place (every process calls this)."""
+        if self.pending is None:
+            return
+        writing, tmp, path = self.pending
+        self.pending = None
+        try:
+            if writing is not None:
+                done = writing.result()
+                if hasattr(done, "upload_completion"):  # torch's AsyncSaveResponse
+                    done.upload_completion.result()
+            self.dist.barrier()
+            if self.dist.is_main:
+                fsync_tree(tmp)
+                shutil.rmtree(path, ignore_errors=True)
+                tmp.rename(path)
+                for old in list_checkpoints(self.root)[: -self.keep] if self.keep > 0 else []:
+                    shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            self._discard(tmp, writing)
+            raise
+        self.dist.barrier()
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Leaving training: the last checkpoint in place. On an error, a single process still puts in place what it
+        finished writing (the last good checkpoint); several processes cannot meet to, and keep the one before."""
+        if exc_type is None:
+            self.finish()
+        elif not self.dist.active:
+            try:
+                self.finish()
+            except Exception as e:
+                print(f"[rmlab] the checkpoint being written when the run stopped is lost ({type(e).__name__})")
+
+    def _discard(self, tmp: Path, writing=None) -> None:
+        """After an error: the background write stopped, then its directory removed (a crash would leave it behind,
+        ignored for its dot name)."""
+        if writing is not None:
+            with contextlib.suppress(BaseException):
+                writing.result()
+        if self.dist.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_checkpoint(
     root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2, dist: Dist = SINGLE
 ) -> Path:
-    """Every process calls this (each writes its shard); returns the checkpoint's directory."""
-    path = root / _name(step)
-    tmp = root / f".{path.name}.tmp"
-    if dist.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    dist.barrier()
-    try:
-        model_state, optim_state = get_state_dict(model, optimizer, options=OPTIONS)
-        with _quiet():
-            dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp), no_dist=_no_group())
-        _save_rng(tmp, dist.rank)
-        dist.barrier()
-        if dist.is_main:
-            trainer = {**state, "step": step, "world_size": dist.world_size, "scheduler": scheduler.state_dict()}
-            (tmp / "trainer_state.json").write_text(json.dumps(trainer, indent=2) + "\n")
-            fsync_tree(tmp)
-            shutil.rmtree(path, ignore_errors=True)
-            tmp.rename(path)
-            for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
-                shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if dist.is_main:  # what a crash would leave is ignored anyway (a dot name); an error cleans it up
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    dist.barrier()
-    return path
+    """One checkpoint, written before this returns."""
+    return CheckpointWriter(root, keep, dist, asynchronous=False).save(step, model, optimizer, scheduler, state)
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, dist: Dist = SINGLE) -> dict:
@@ -92,8 +158,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, dist: Dist = SINGLE
     model_state, optim_state = get_state_dict(model, optimizer, options=OPTIONS)
     loaded = {"model": model_state, "optim": optim_state}
     reader, planner = SafeReader(str(path)), SafeLoadPlanner()
-    with _quiet():
-        dcp.load(loaded, checkpoint_id=str(path), storage_reader=reader, planner=planner, no_dist=_no_group())
+    dcp.load(loaded, checkpoint_id=str(path), storage_reader=reader, planner=planner, no_dist=_no_group())
     set_state_dict(
         model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"], options=OPTIONS
     )
@@ -124,14 +189,6 @@ def resume(root: Path, model, optimizer, scheduler, dist: Dist = SINGLE) -> dict
 
 def _no_group() -> bool:
     return not torch.distributed.is_initialized()
-
-
-@contextlib.contextmanager
-def _quiet():
-    """DCP warns at every save and load of a single process that it assumes a single process: it is one."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        yield
 
 
 def _save_rng(directory: Path, rank: int) -> None:

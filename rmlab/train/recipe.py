@@ -27,7 +27,7 @@ from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.score import pair_accuracy, scorer_for
 from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
-from rmlab.runtime.checkpoint import resume, save_checkpoint
+from rmlab.runtime.checkpoint import CheckpointWriter, resume
 from rmlab.runtime.distributed import SINGLE
 from rmlab.runtime.lifecycle import StageRun
 from rmlab.runtime.optim import make_optimizer, make_scheduler
@@ -178,43 +178,44 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
     pad_id = encoder.tokenizer.pad_token_id
     val_scorer = scorer_for(cfg, strategy.module(model), encoder, progress=False, dist=dist)
     guard = PreemptionGuard().install()
-    for step in range(start_step, t.max_steps):
-        started = time.perf_counter()
-        try:
-            totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, cfg, strategy)
-        except TrainingDiverged as e:
-            raise TrainingDiverged(
-                f"{e} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"
-                " (lower train.lr or set train.max_grad_norm)"
-            ) from None
-        done = step + 1
-        bar.update(1)
-        bar.set_postfix(
-            loss=f"{totals['loss']:.3f}", acc=f"{totals.get('pair_accuracy', float('nan')):.2f}", refresh=False
-        )
-        pairs_per_s = t.batch_size * t.grad_accum / max(time.perf_counter() - started, 1e-9)
-        log.log(
-            {
-                **{f"train/{k}": v for k, v in totals.items()},
-                "train/lr": scheduler.get_last_lr()[0],
-                "train/pairs_per_s": pairs_per_s,
-            },
-            step=done,
-        )
-        if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
-            model.eval()  # every process scores its share (a sharded model's forward needs them all)
-            log.log({f"val/{val_scorer.metric}": 100.0 * pair_accuracy(val_scorer.score(val_set))}, step=done)
-            model.train()
-        preempted = dist.any(guard.requested)  # every process stops after the same step
-        r = cfg.run
-        if (r.save_every and done % r.save_every == 0 or preempted) and done < t.max_steps:
-            save_checkpoint(run.checkpoints, done, model, optimizer, scheduler, {}, r.keep_checkpoints, dist)
-            if dist.is_main:
-                run.update_status(step=done)
-        if preempted:
-            print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
-            dist.barrier()  # the checkpoint is on disk before any process leaves
-            guard.hand_over()
+    with CheckpointWriter(run.checkpoints, cfg.run.keep_checkpoints, dist) as writer:
+        for step in range(start_step, t.max_steps):
+            started = time.perf_counter()
+            try:
+                totals = train_step(model, optimizer, scheduler, data.batches(step), pad_id, cfg, strategy)
+            except TrainingDiverged as e:
+                raise TrainingDiverged(
+                    f"{e} at step {step + 1}; last good checkpoint kept in {run.checkpoints}"
+                    " (lower train.lr or set train.max_grad_norm)"
+                ) from None
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{totals['loss']:.3f}", acc=f"{totals.get('pair_accuracy', float('nan')):.2f}", refresh=False
+            )
+            pairs_per_s = t.batch_size * t.grad_accum / max(time.perf_counter() - started, 1e-9)
+            log.log(
+                {
+                    **{f"train/{k}": v for k, v in totals.items()},
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/pairs_per_s": pairs_per_s,
+                },
+                step=done,
+            )
+            if (t.eval_every and done % t.eval_every == 0 or done == t.max_steps) and val_set:
+                model.eval()  # every process scores its share (a sharded model's forward needs them all)
+                log.log({f"val/{val_scorer.metric}": 100.0 * pair_accuracy(val_scorer.score(val_set))}, step=done)
+                model.train()
+            preempted = dist.any(guard.requested)  # every process stops after the same step
+            r = cfg.run
+            if (r.save_every and done % r.save_every == 0 or preempted) and done < t.max_steps:
+                writer.save(done, model, optimizer, scheduler)
+                if dist.is_main:
+                    run.update_status(step=done)
+            if preempted:
+                writer.finish()  # the checkpoint is in place, on every process, before any leaves
+                print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
+                guard.hand_over()
     guard.uninstall()
     bar.close()
     model.eval()
