@@ -67,6 +67,20 @@ def test_fsdp_over_two_processes_steps_as_one_process(workdir, tmp_path):
     assert max(abs(x["reward_chosen"] - y["reward_chosen"]) for x, y in zip(a, b, strict=True)) < 1e-3
 
 
+def test_fsdp_over_two_processes_on_batches_with_and_without_images(workdir, tmp_path):
+    """A mix of image and text pairs: a process whose share of a batch has no image runs its sharded vision tower on
+    a stand-in image (else its collectives would not meet the other's, and the job hang), and the steps equal one
+    process's."""
+    mixed = ["data_mix=synth_all", "run.save_every=0"]
+    one, two = _common(workdir, tmp_path, "one", 12), _common(workdir, tmp_path, "two", 12)
+    assert main(["sweep", "demo", *one, *mixed]) == 0
+    assert main(["sweep", "demo", *TWO_PROCESSES, *two, *mixed]) == 0
+    single, sharded = _history(tmp_path / "one"), _history(tmp_path / "two")
+    assert [h["step"] for h in sharded] == list(range(1, 13))
+    for a, b in zip(single, sharded, strict=True):
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5), a["step"]
+
+
 @pytest.mark.parametrize("strategy", ["single", "fsdp"])
 def test_fp32_master_weights_keep_a_small_update_that_bf16_weights_round_away(synth_dir, strategy):
     """One step at BaseReward's lr 3e-6 on a model computing in bf16 moves (almost) every backbone weight (the
@@ -245,3 +259,6 @@ def test_rmlab_plan_says_which_grid_points_fit_and_sweep_refuses_the_others(caps
     assert main(["sweep", "head", "run.strategy=ddp"]) == 2  # refused before anything is submitted
     err = capsys.readouterr().err
     assert "7 grid point(s) do not fit on a GPU" in err and "--force" in err
+    assert main(["plan", "rl_algorithms", "hardware=8xh100"]) == 0  # policy runs are said, not planned
+    out = capsys.readouterr().out
+    assert out.count("- a policy run") == 8 and out.count("yes (80.0 GiB)") == 2

@@ -113,7 +113,12 @@ class Route:
             )
         if not val_pairs:
             return cls(names, scorers, weights("average", [[]] * len(names)), [Standardizer()] * len(names))
-        raw = _scores_on_common_pairs(scorers, val_pairs, f"ensemble validation ({route})")[0]
+        raw, common = _scores_on_common_pairs(scorers, val_pairs, f"ensemble validation ({route})")
+        if not common:
+            raise ConfigError(
+                f"ensemble: none of the {len(val_pairs)} validation pairs for the {route} members is one every member"
+                " can score (each was too long or unreadable for one of them): check data_mix.val and max_length"
+            )
         stds = [Standardizer.fit(member) if standardize else Standardizer() for member in raw]
         z = [[(s(c), s(r)) for c, r in member] for s, member in zip(stds, raw, strict=True)]
         return cls(names, scorers, weights(method, z), stds)

@@ -1,11 +1,15 @@
 """`rmlab plan EXPERIMENT`: each grid point's per-GPU memory under its strategy and the launcher's GPUs, against a
 GPU's memory (`launcher.gpu_mem_gb`), with one line on what to change where it does not fit. `rmlab sweep` makes the
 same check before it submits anything (`--force` submits anyway). Points that run on CPUs (no GPU asked for) and
-the ensemble stage (members scored one at a time, in the compute dtype) are not planned."""
+the ensemble stage (members scored one at a time, in the compute dtype) are not planned, nor yet policy runs (their
+rollouts' KV cache and the frozen reference are not in the estimate); a self-compare run is planned as the SFT it
+trains."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from omegaconf import OmegaConf
 
 from rmlab.launch.grid import Job, grid_runs
 from rmlab.runtime.memory import GIB, MemoryPlan, footprint, plan_memory
@@ -30,11 +34,16 @@ def plan_grid(experiment: str, overrides: list[str] = ()) -> list[PlannedMemory]
         if int(cfg.launcher.gpus_per_node) == 0:
             out.append(PlannedMemory(job, None, why="on CPUs (hardware=cpu)"))
             continue
-        if str(cfg.stage) == "ensemble":
+        stage = str(cfg.stage)
+        if stage == "ensemble":
             out.append(PlannedMemory(job, None, why="an ensemble: its members, one at a time"))
             continue
-        key = (str(cfg.backbone.family), str(cfg.scale.name), str(cfg.paradigm.name), str(cfg.backbone.lora.enabled),
-               str(cfg.backbone.freeze_vision), str(cfg.backbone.path))  # fmt: skip
+        if stage == "rl":
+            out.append(PlannedMemory(job, None, why="a policy run: rollouts and the reference are not in the estimate"))
+            continue
+        if stage == "selfcompare":  # what it trains: its policy, fine-tuned with paradigm=sft
+            cfg = OmegaConf.merge(cfg, {"paradigm": {"name": "sft"}})
+        key = repr([OmegaConf.to_container(cfg[k], resolve=True) for k in ("backbone", "scale", "paradigm", "head")])
         if key not in counted:
             counted[key] = footprint(cfg)
         fp = counted[key]

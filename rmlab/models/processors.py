@@ -43,3 +43,12 @@ class ImageOnlyInternVLProcessor(InternVLProcessor):
         self.multimodal_pattern = re.compile(
             f"(?P<image>{re.escape(self.image_token)})|(?P<video>{re.escape(self.video_token)})"
         )
+
+
+def stand_in_image_inputs(processor) -> dict:
+    """The vision tower's inputs for one small blank image: what a process whose batch has no image runs the tower
+    on, so that a sharded tower's collectives meet those of the processes whose batches have images."""
+    from PIL import Image
+
+    out = processor.image_processor(images=[Image.new("RGB", (56, 56))], return_tensors="pt")
+    return {k: v for k, v in out.items() if k in ("pixel_values", "image_grid_thw")}

@@ -31,6 +31,7 @@ class _Backbone(nn.Module):
     trainable state for checkpoints, and saving in the directory layout `load_reward_model` reads."""
 
     paradigm = "naive"
+    vision_stand_in: dict | None = None  # set by the strategy when processes shard the vision tower
 
     def __init__(self, backbone: nn.Module, family: str, source: str, paradigm: str):
         super().__init__()
@@ -56,7 +57,19 @@ class _Backbone(nn.Module):
     def hidden_states(self, inputs: dict) -> torch.Tensor:
         device = self.device()
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        return self.base_model()(**inputs, use_cache=False, return_dict=True).last_hidden_state
+        zero = self._run_vision_stand_in(inputs)
+        hidden = self.base_model()(**inputs, use_cache=False, return_dict=True).last_hidden_state
+        return hidden if zero is None else hidden + zero.to(hidden.dtype)
+
+    def _run_vision_stand_in(self, inputs: dict) -> torch.Tensor | None:
+        """On a batch without images, when the vision tower is sharded: the tower run on a stand-in image, first, as
+        it runs first on a batch with images; returned times zero, so every vision parameter is in the graph and
+        its gradient (zero) is reduced with the other processes' (FSDP reduces each unit's gradients together)."""
+        if self.vision_stand_in is None or "pixel_values" in inputs:
+            return None
+        device = self.device()
+        out = self.base_model().get_image_features(**{k: v.to(device) for k, v in self.vision_stand_in.items()})
+        return sum(t.float().sum() for t in _tensors(out)) * 0.0
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits for the given hidden states only (never the whole sequence: large vocabularies)."""
@@ -83,6 +96,8 @@ class _Backbone(nn.Module):
 
     def generate_tokens(self, **kwargs):
         """The backbone's `generate` (a method of this model, so a sharded model gathers its weights for it)."""
+        with torch.no_grad():  # before generate encodes the images of the processes that have them
+            self._run_vision_stand_in(kwargs)
         return self.generative_model().generate(**kwargs)
 
     def _extra_meta(self) -> dict:
@@ -117,6 +132,18 @@ class _Backbone(nn.Module):
             self._save_extra(tmp, extra)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return Path(path)
+
+
+def _tensors(value):
+    """Every tensor in a model output (nested tuples, lists and output dicts)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
 
 
 def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

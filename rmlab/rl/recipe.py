@@ -100,8 +100,8 @@ class PolicyRun:
             reference = copy.deepcopy(policy).eval()
             for p in reference.parameters():
                 p.requires_grad_(False)
-        self.policy = self.strategy.wrap(policy)
-        self.reference = self.strategy.wrap(reference) if reference is not None else None
+        self.policy = self.strategy.wrap(policy, processor)
+        self.reference = self.strategy.wrap(reference, processor) if reference is not None else None
         self.module = self.strategy.module(self.policy)  # generation, saving
         self.encoder = AnswerEncoder(processor, cfg.data_mix.max_length)
         self.tokenizer = self.encoder.tokenizer
@@ -262,6 +262,7 @@ class PolicyRun:
         self.policy.train()
         params = [p for p in self.policy.parameters() if p.requires_grad]
         totals: dict[str, float] = {}
+        updates = 0
         order = list(range(n_all))
         mini = int(rl.mini_batches)
         for epoch in range(int(rl.ppo_epochs)):
@@ -296,11 +297,18 @@ class PolicyRun:
                     loss.backward()
                 grad_norm = strategy.clip_grad_norm(params, float(rl.max_grad_norm))
                 optimizer.step()
-                metrics = dist.mean({**metrics, "loss": loss.item()})
-                for k, v in {**metrics, "grad_norm": grad_norm}.items():
-                    totals[k] = totals.get(k, 0.0) + v / (mini * int(rl.ppo_epochs))
+                # token means over the processes, each weighing its tokens (a process may have none); the loss is
+                # the mean of the processes' (world size x their share of one normalizer)
+                tokens = float(mask[torch.tensor(local)].sum()) if local else 0.0
+                reduced = dist.mean({**{k: v * tokens for k, v in metrics.items()}, "tokens": tokens,
+                                     "loss": loss.item()})  # fmt: skip
+                weight, chunk_loss = max(reduced.pop("tokens"), 1e-12), reduced.pop("loss")
+                chunk = {k: v / weight for k, v in reduced.items()}
+                for k, v in {**chunk, "loss": chunk_loss, "grad_norm": grad_norm}.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                updates += 1
         return {
-            **totals,
+            **{k: v / max(updates, 1) for k, v in totals.items()},
             "reward_mean": float(everything.rewards.mean()),
             "entropy": float((everything.entropy * everything.mask).sum() / everything.mask.sum().clamp_min(1.0)),
             "response_length": float(everything.mask.sum(1).mean()) if n_all else 0.0,
@@ -318,6 +326,8 @@ class PolicyRun:
         g = int(self.rl.group_size)
         for src in self.test_sources:
             prompts = [as_prompt(p) for p in load_sources([src])[:limit]]
+            if not prompts:
+                raise ConfigError(f"test source {src.name} ({src.path}): no prompt to evaluate on")
             mine = self.mine(len(prompts))
             share = -(-len(prompts) // self.dist.world_size)
             answers = []
@@ -414,7 +424,7 @@ def train_policy(stage: StageRun) -> None:
                 writer.save(done, state.policy, optimizer, scheduler)
                 if dist.is_main:
                     run.update_status(step=done)
-            if preempted:
+            if preempted and done < int(rl.steps):  # (at the last step the run finishes instead: its model is saved)
                 writer.finish()
                 print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
                 guard.hand_over()

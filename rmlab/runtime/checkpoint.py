@@ -65,7 +65,9 @@ class CheckpointWriter:
         self.root, self.keep, self.dist, self.asynchronous = root, keep, dist, asynchronous
         self.pending: tuple | None = None
         # the background writes coordinate on a group of their own, never on the training's
-        self.group = torch.distributed.new_group(backend="gloo") if asynchronous and dist.active else None
+        # (a single fsdp process has a group too: of one, on NCCL when on a GPU)
+        grouped = asynchronous and torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.group = torch.distributed.new_group(backend="gloo") if grouped else None
 
     def save(self, step: int, model, optimizer, scheduler, state: dict | None = None) -> Path:
         """Every process calls this; the previous checkpoint is finished first."""
@@ -174,13 +176,16 @@ def resume(root: Path, model, optimizer, scheduler, dist: Dist = SINGLE) -> dict
     weights may be half-restored, so it does not quietly start over."""
     found = list_checkpoints(root)
     for path in reversed(found):
+        trainer = None
         try:
             trainer = load_checkpoint(path, model, optimizer, scheduler, dist)
         except (Exception, CheckpointException) as e:  # (DCP's error is a BaseException)
             print(f"[rmlab] checkpoint {path.name} does not read ({type(e).__name__}: {str(e)[:200]}); trying the one"
                   " before it")  # fmt: skip
+        if not dist.all(trainer is not None):  # every process resumes from the same one, or they all try the next
             continue
-        print(f"[rmlab] resumed from {path.name}")
+        if dist.is_main:
+            print(f"[rmlab] resumed from {path.name}")
         return trainer
     if found:
         raise RuntimeError(f"no checkpoint in {root} reads; move them away to start the run over")

@@ -61,6 +61,18 @@ class Dist:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t.item())
 
+    def all(self, flag: bool) -> bool:
+        """True on every rank only if it is true on all of them."""
+        return not self.any(not flag)
+
+    def broadcast(self, value):
+        """Rank 0's value (a small Python object: a decision), on every rank."""
+        if not self.active:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.active:
             torch.distributed.barrier()
@@ -70,7 +82,7 @@ class Dist:
         import torch.distributed as td
 
         if not td.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            backend = "cpu:gloo,cuda:nccl" if self.device.type == "cuda" else "gloo"  # gloo too: CPU-offloaded shards
             td.init_process_group(backend, store=td.HashStore(), rank=0, world_size=1)
 
     def gather(self, items: list) -> list:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,20 +44,25 @@ def _now() -> str:
 
 def run_stage(cfg: DictConfig, run: RunDir, body: Callable[[StageRun], None]) -> str:
     """Run `body` for the run directory `run` once (see the module's docstring); return what happened: `done`,
-    `skipped` (done before), `busy` (another process holds the run) or, on the ranks other than 0, `worker`."""
+    `skipped` (done before), `busy` (another process holds the run) or, on the ranks other than 0, `worker`.
+    Rank 0 decides, and every rank follows its decision."""
     dist = init_distributed()
-    if not dist.is_main:
-        if run.status().get("state") != "done":
-            threads = _prepare(cfg)
-            body(StageRun(cfg, run, RunLogger(cfg, run), dist, threads))
-        return "worker"
-    if run.status().get("state") == "done":
-        print(f"[rmlab] {run.path}: already done, skipped")
-        return "skipped"
-    with run.lock() as held:
-        if not held:
-            print(f"[rmlab] {run.path}: already being run by another process, not starting a second copy")
-            return "busy"
+    with contextlib.ExitStack() as held:
+        decision = "run"
+        if dist.is_main:
+            if run.status().get("state") == "done":
+                decision = "skipped"
+                print(f"[rmlab] {run.path}: already done, skipped")
+            elif not held.enter_context(run.lock()):
+                decision = "busy"
+                print(f"[rmlab] {run.path}: already being run by another process, not starting a second copy")
+        decision = dist.broadcast(decision)
+        if not dist.is_main:
+            if decision == "run":
+                body(StageRun(cfg, run, RunLogger(cfg, run), dist, _prepare(cfg)))
+            return "worker"
+        if decision != "run":
+            return decision
         run.start_attempt(cfg)
         try:
             threads = _prepare(cfg)

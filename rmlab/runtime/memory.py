@@ -85,7 +85,8 @@ def footprint(cfg) -> Footprint:
         intermediate=text.intermediate_size,
         layers=text.num_hidden_layers,
         vocab=text.vocab_size,
-        vision_hidden=_first(vision, "hidden_size", "embed_dim") if vision is not None else 0,
+        # (Qwen2-VL's vision config says the LLM's width in hidden_size; its tower's own is embed_dim)
+        vision_hidden=_first(vision, "embed_dim", "hidden_size") if vision is not None else 0,
         vision_intermediate=_vision_mlp(vision),
         vision_layers=_first(vision, "depth", "num_hidden_layers") if vision is not None else 0,
     )

@@ -25,6 +25,7 @@ import torch
 
 from rmlab.errors import ConfigError
 from rmlab.models.backbone import DTYPES
+from rmlab.models.processors import stand_in_image_inputs
 from rmlab.runtime.distributed import Dist
 
 
@@ -75,14 +76,18 @@ class Strategy:
     def sharded(self) -> bool:
         return self.name == "fsdp"
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model placed on this process's device and spread by the strategy (fp32 parameters throughout)."""
+    def wrap(self, model: torch.nn.Module, processor=None) -> torch.nn.Module:
+        """The model placed on this process's device and spread by the strategy (fp32 parameters throughout).
+        `processor`: a VL model's, for the stand-in image its sharded vision tower runs on when a batch has none."""
         model = model.float()
         model.compute_device = self.dist.device
         if self.name == "fsdp":
+            if self.dist.active and getattr(processor, "image_processor", None) is not None:
+                model.vision_stand_in = stand_in_image_inputs(processor)
             return self._fully_shard(model)
         model.to(self.dist.device)
-        if self.name == "ddp":
+        trains = any(p.requires_grad for p in model.parameters())
+        if self.name == "ddp" and trains:  # a frozen model (RL's reference) has no gradient to reduce
             device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
         return model

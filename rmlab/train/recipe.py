@@ -99,7 +99,7 @@ def train_reward_model(stage: StageRun) -> None:
 
     # 3. the model spread over the processes (fp32 masters), optimizer, schedule, the checkpoint to resume from
     strategy = Strategy.for_config(cfg, dist)
-    model = strategy.wrap(model)
+    model = strategy.wrap(model, processor)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t.lr, t.weight_decay)
     scheduler = make_scheduler(optimizer, str(t.schedule), t.max_steps, t.warmup_ratio)
@@ -151,16 +151,19 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
     paradigm = get_paradigm(cfg.paradigm.name)
+    diverged = None
     for i, pairs in enumerate(batches):
         batch = paradigm.collate(dist.shard(pairs), pad_id, cfg)
         with strategy.micro_step(model, last=i == len(batches) - 1):
             with strategy.autocast():
                 loss, metrics = paradigm.loss(model, batch, cfg)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss.item()}")
-            (loss / len(batches)).backward()
+            if diverged is None and not torch.isfinite(loss):
+                diverged = loss.item()
+            (loss / len(batches)).backward()  # (even so: the processes' gradient reductions must still meet)
         for k, v in {"loss": loss.item(), **metrics}.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
+    if dist.any(diverged is not None):  # every process stops, before any steps the optimizer
+        raise TrainingDiverged(f"loss is {diverged}" if diverged is not None else "loss is not finite on a process")
     totals = dist.mean(totals)
     params = [p for p in model.parameters() if p.requires_grad]
     totals["grad_norm"] = strategy.clip_grad_norm(params, cfg.train.max_grad_norm)
@@ -212,7 +215,7 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
                 writer.save(done, model, optimizer, scheduler)
                 if dist.is_main:
                     run.update_status(step=done)
-            if preempted:
+            if preempted and done < t.max_steps:  # (at the last step the run finishes instead: its model is saved)
                 writer.finish()  # the checkpoint is in place, on every process, before any leaves
                 print(f"[rmlab] preempted: checkpoint of step {done} written, handing over to the requeue")
                 guard.hand_over()
