@@ -58,12 +58,23 @@ def test_a_run_logged_offline_is_read_back_exactly(offline):
     assert own["eval/set/accuracy"] == 87.5
 
 
+def _complete(path: Path, wait_s: float = 60.0):
+    """The run file once wandb's service has written its ending (on a loaded machine it can lag run.finish())."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (rec := read_run_file(path)).exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rec.exit_code == 0, rec.warnings
+    return rec
+
+
 def test_a_cut_file_is_read_up_to_the_cut_with_a_warning(offline, tmp_path):
     cfg = compose([*offline, "experiment=cut"])
     run = run_dir(cfg)
     _log_run(cfg, run, {"eval/set/accuracy": 50.0}, history=40)
     original = next(run.path.glob("wandb/offline-run-*/run-*.wandb"))
-    full = read_run_file(original)
+    full = _complete(original)
     data = original.read_bytes()
     for cut in (len(data) // 2, len(data) - 3, 12):
         damaged = tmp_path / f"cut-{cut}.wandb"
