@@ -54,6 +54,7 @@ lint: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/paradigm_scoring.py
+	$(BIN)/python bench/data_throughput.py
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --disable-pip-version-check -q "trl==1.16.0"

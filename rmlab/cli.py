@@ -285,7 +285,7 @@ def cmd_data(args) -> int:
         from rmlab.models.backbone import load_processor_only  # transformers
 
         cfg = compose(args.overrides)
-        processor = load_processor_only(cfg.backbone, cfg.scale)
+        processor = load_processor_only(cfg.backbone, cfg.scale, cfg.data_mix)
         dm = cfg.data_mix
         summary = validate_file(
             args.dataset, args.path, args.image_root, _options(args.option), args.policy, processor, dm.max_length,

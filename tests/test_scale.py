@@ -91,7 +91,7 @@ def test_fp32_master_weights_keep_a_small_update_that_bf16_weights_round_away(sy
 
     def moved(model, strategy):
         encoder = PairEncoder(build_model(cfg)[1], 256)
-        batches = HeldPairs([encoder.encode(p) for p in data], 8, 1, seed=0).batches(0)
+        batches = HeldPairs([encoder.encode(p) for p in data], 8, 1, seed=0, dist=strategy.dist).batches(0)
         names = [
             n for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad and "embed" not in n
         ]

@@ -29,6 +29,18 @@ def _log_run(cfg, run: RunDir, metrics: dict, history: int = 3, fail: bool = Fal
             log.summary(metrics)
     except RuntimeError:
         pass
+    for path in run.path.glob("wandb/offline-run-*/run-*.wandb"):
+        _ended(path)
+
+
+def _ended(path: Path, wait_s: float = 60.0):
+    """The run file once wandb's service has written its ending (on a loaded machine it can lag run.finish())."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (rec := read_run_file(path)).exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return rec
 
 
 @pytest.fixture()
@@ -58,13 +70,8 @@ def test_a_run_logged_offline_is_read_back_exactly(offline):
     assert own["eval/set/accuracy"] == 87.5
 
 
-def _complete(path: Path, wait_s: float = 60.0):
-    """The run file once wandb's service has written its ending (on a loaded machine it can lag run.finish())."""
-    import time
-
-    deadline = time.monotonic() + wait_s
-    while (rec := read_run_file(path)).exit_code is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+def _complete(path: Path):
+    rec = _ended(path)
     assert rec.exit_code == 0, rec.warnings
     return rec
 

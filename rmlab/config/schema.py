@@ -60,6 +60,11 @@ class PairLayout(StrEnum):
     shared_prefix = "shared_prefix"  # B rows: [prompt | chosen | rejected], prompt once, 4D mask
 
 
+class Weighting(StrEnum):
+    size = "size"  # a source is drawn in proportion to its pair count (times its weight): the paper's concatenation
+    uniform = "uniform"  # every source drawn equally often (times its weight), whatever its size
+
+
 class InvalidPolicy(StrEnum):
     skip = "skip"  # count and drop a bad pair (counts per reason in the run's summary)
     fail = "fail"  # stop at the first bad pair, naming its file and row
@@ -162,6 +167,7 @@ class DataSource:
     image_root: str | None = None  # folder or .zip/.tar archive that the rows' relative image paths are under
     weight: float = 1.0  # pairs taken = round(pairs * weight): 0.5 a seeded half, 2.0 every pair twice
     max_pairs: int | None = None  # cap on pairs taken from this source (after the weight)
+    size: int | None = None  # rows, for weighting=size where the source cannot say (a hub stream without split sizes)
     options: dict[str, Any] = field(default_factory=dict)  # adapter parameters, e.g. {min_gap: 4} for Ultra-Hard
 
 
@@ -199,11 +205,19 @@ class DataMixConfig:
     val: list[DataSource] = field(default_factory=list)  # held-out pairs for choices after training (ensembles)
     synth: SynthConfig | None = None
     val_pairs: int = 200  # pairs split off the training data for validation during training
-    max_length: int = 512  # pairs longer than this are reported and skipped, never cut
+    # pairs longer than this are reported (per source) and skipped, never cut: a prompt with one image at the
+    # default budget (<= 1280 Qwen tokens, <= 7 InternVL tiles = 1794 tokens) plus two long answers fits
+    max_length: int = 4096
     max_image_pixels: int = 4096 * 4096  # larger images are refused from their header (decompression bombs)
+    # the image budget, applied to the backbone's processor (saved with the model, so benchmarks use it too):
+    max_pixels: int = 1280 * 28 * 28  # Qwen-VL: images resized (smart_resize) to at most this many pixels
+    min_pixels: int = 4 * 28 * 28  # Qwen-VL: and at least this many (the processor's own floor: no upscaling)
+    max_tiles: int = 6  # InternVL: at most this many 448px tiles per image (plus a thumbnail when > 1)
     on_invalid: InvalidPolicy = InvalidPolicy.skip
     streaming: bool = False  # read, check and encode pairs as training consumes them (mixes too large to hold)
-    stream_buffer: int = 256  # shuffle buffer of a streamed mix
+    stream_buffer: int = 256  # rows of a source shuffled together in a streamed mix (a window: resumable exactly)
+    weighting: Weighting = Weighting.size  # how a streamed mix draws its sources (weights multiply either way)
+    workers: int = 2  # loader processes per training process reading a streamed mix (0: read in the training one)
     seed: int = 0
 
 

@@ -3,6 +3,10 @@
 Conversion to the model's chat template happens here and only here. The prompt is encoded once per pair (with its
 images, through the processor) and each response is tokenized on its own, so the two sequences of a pair share the
 prompt token for token. Nothing is ever truncated: a pair longer than `max_length` is reported by `OverlongPair`.
+
+A pair with images is first measured without decoding any: its length follows from the rendered text and each
+image's header size (`image_tokens`, under the processor's image budget, rmlab.models.image_budget), so a pair that
+cannot fit is refused before its pixels are read; the count of the encoded ids stays the exact rule.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rmlab.data.records import PreferencePair, open_image
+from rmlab.data.records import PreferencePair, image_size, open_image, user_prompt
 from rmlab.util.progress import progress as bar
 from rmlab.util.registry import Registry
 
@@ -52,6 +56,13 @@ class EncodedPair:
 
 def tokenizer_of(processor):
     return getattr(processor, "tokenizer", processor)
+
+
+def image_tokens(processor, sizes: list[tuple[int, int]]) -> list[int]:
+    """Tokens each image of (height, width) becomes in a VL processor's output (InternVL's `<img>`/`</img>`
+    included), from its size alone: transformers' own count (`_get_num_multimodal_tokens`, what vLLM plans with),
+    which reads the processor's resize and tiling settings, so it follows the image budget set on them."""
+    return list(processor._get_num_multimodal_tokens(image_sizes=[tuple(s) for s in sizes]).num_image_tokens)
 
 
 def frames_as_images(pair: PreferencePair) -> tuple[list[dict], list]:
@@ -103,6 +114,8 @@ class PairEncoder:
         self.tokenizer = tokenizer_of(processor)
         self.is_vl = self.tokenizer is not processor
         self.max_length = max_length
+        self.refused_early = 0  # pairs refused from their predicted length, before any image was decoded
+        self._image_overhead: tuple[int, int] | None = None  # measured on first use (predict_prompt_length)
 
     def render(self, prompt: list[dict], response: str | None = None) -> str:
         """Chat-template text of the prompt (with the generation prompt) or of prompt + response."""
@@ -138,12 +151,55 @@ class PairEncoder:
         before, after = full[len(opened) : at], full[at + len(completion) :]
         return self.ids(before), self.ids(completion), self.ids(after)
 
-    def encode_prompt(self, prompt: list[dict], image_refs: list, where: str) -> EncodedPrompt:
-        """The prompt (with the generation prompt) through the processor, or the tokenizer for text."""
+    def predict_prompt_length(self, text: str, image_refs: list) -> int:
+        """Tokens `encode_prompt` gives the rendered prompt `text` with these images, from the images' headers only:
+        the text's own tokens, each image's placeholder tokens (`image_tokens`), and what the processor adds per
+        prompt and per image beyond those (the placeholder it replaces, special tokens), measured once per encoder."""
+        if self._image_overhead is None:
+            self._image_overhead = self._measure_image_overhead()
+        per_prompt, per_image = self._image_overhead
+        sizes = [image_size(ref) for ref in image_refs]
+        image_total = sum(image_tokens(self.processor, sizes))
+        return len(self.ids(text)) + per_prompt + per_image * len(sizes) + image_total
+
+    def _measure_image_overhead(self) -> tuple[int, int]:
+        """(per prompt, per image) tokens of the processor's output that are neither the text's tokens nor the
+        images' placeholder tokens: a stand-in prompt encoded with one and with two blank images, compared."""
+        from PIL import Image
+
+        image = Image.new("RGB", (56, 56))
+        extra = []
+        for n in (1, 2):
+            text = self.render(user_prompt("x", n_images=n))
+            out = self.processor(text=[text], images=[[image] * n], return_tensors="pt")
+            predicted = len(self.ids(text)) + sum(image_tokens(self.processor, [(56, 56)] * n))
+            extra.append(out["input_ids"].shape[1] - predicted)
+        return extra[0] - (extra[1] - extra[0]), extra[1] - extra[0]
+
+    def _refuse_from_prediction(self, text: str, image_refs: list, where: str, reserve: int) -> None:
+        """OverlongPair when the prompt's predicted length plus `reserve` (the tokens that will follow it) is over
+        max_length: the image tokens are known from the headers, so no image is decoded for a pair that cannot fit.
+        Skipped for a processor that cannot count image tokens from sizes (the exact check after encoding stays)."""
+        if not hasattr(self.processor, "_get_num_multimodal_tokens"):
+            return
+        predicted = self.predict_prompt_length(text, image_refs)
+        if predicted + reserve > self.max_length:
+            self.refused_early += 1
+            raise OverlongPair(
+                f"{where}: {predicted + reserve} tokens (prompt {predicted}, predicted from the image headers) "
+                f"> max_length {self.max_length}"
+            )
+
+    def encode_prompt(self, prompt: list[dict], image_refs: list, where: str, reserve: int = 0) -> EncodedPrompt:
+        """The prompt (with the generation prompt) through the processor, or the tokenizer for text.
+
+        `reserve`: the tokens the caller will put after the prompt (its longest tail). A prompt with images that
+        cannot fit max_length with them is refused (`OverlongPair`) before its images are decoded."""
         text = self.render(prompt)
         token_types = None
         vision: dict[str, torch.Tensor] = {}
         if self.is_vl and image_refs:
+            self._refuse_from_prediction(text, image_refs, where, reserve)
             images = [open_image(ref) for ref in image_refs]
             out = self.processor(text=[text], images=[images], return_tensors="pt")
             ids = out["input_ids"][0].tolist()
@@ -159,13 +215,16 @@ class PairEncoder:
         return EncodedPrompt(text, ids, token_types, vision)
 
     def encode(self, pair: PreferencePair) -> EncodedPair:
-        prompt = self.encode_prompt(*frames_as_images(pair), where=f"pair {pair.id}")
+        messages, refs = frames_as_images(pair)
+        text = self.render(messages)  # the responses need only the prompt's text: tokenized before any image
+        chosen, rejected = (self._response_ids(text, pair, r) for r in (pair.chosen, pair.rejected))
+        prompt = self.encode_prompt(messages, refs, f"pair {pair.id}", reserve=max(len(chosen), len(rejected)))
         encoded = EncodedPair(
             id=pair.id,
             source=pair.source,
             prompt_ids=prompt.ids,
-            chosen_ids=self._response_ids(prompt.text, pair, pair.chosen),
-            rejected_ids=self._response_ids(prompt.text, pair, pair.rejected),
+            chosen_ids=chosen,
+            rejected_ids=rejected,
             prompt_token_types=prompt.token_types,
             vision=prompt.vision,
         )

@@ -29,6 +29,7 @@ class Source:
     options: dict = field(default_factory=dict)
     weight: float = 1.0
     max_pairs: int | None = None
+    size: int | None = None
 
 
 def resolve_sources(sources, datasets) -> list[Source]:
@@ -58,6 +59,7 @@ def resolve_sources(sources, datasets) -> list[Source]:
                 },
                 weight=float(src.get("weight", 1.0)),
                 max_pairs=src.get("max_pairs"),
+                size=src.get("size"),
             )
         )
     return resolved

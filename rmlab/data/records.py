@@ -109,19 +109,34 @@ def image_bytes_or_path(ref: Any):
     return ref
 
 
-def open_image(ref: Any, max_pixels: int | None = None):
-    """Decode an image reference to an RGB PIL image; refuses images above `max_pixels` before decoding them."""
+def _open_lazily(ref: Any):
+    """A PIL image for the reference with only its header read (`Image.open` defers decoding to `load`)."""
     from PIL import Image
 
     ref = image_bytes_or_path(ref)
     if isinstance(ref, bytes | bytearray):
-        image = Image.open(io.BytesIO(ref))
-    elif isinstance(ref, str | Path):
-        image = Image.open(ref)
-    elif isinstance(ref, Image.Image):
-        image = ref
-    else:
-        raise TypeError(f"cannot open an image from {type(ref).__name__}")
+        return Image.open(io.BytesIO(ref))
+    if isinstance(ref, str | Path):
+        return Image.open(ref)
+    if isinstance(ref, Image.Image):
+        return ref
+    raise TypeError(f"cannot open an image from {type(ref).__name__}")
+
+
+def open_image(ref: Any, max_pixels: int | None = None):
+    """Decode an image reference to an RGB PIL image; refuses images above `max_pixels` before decoding them."""
+    image = _open_lazily(ref)
     if max_pixels is not None and image.width * image.height > max_pixels:
         raise ValueError(f"image of {image.width}x{image.height} pixels is over the limit of {max_pixels}")
     return image.convert("RGB")
+
+
+def image_size(ref: Any) -> tuple[int, int]:
+    """(height, width) of an image reference from its header alone, no pixel decoded: what an image's token count
+    follows from (rmlab.data.encode.image_tokens), so an overlong pair can be refused before its images are read.
+    (No EXIF rotation here, as none in `open_image`: the size is the one the processor will see.)"""
+    image = _open_lazily(ref)
+    size = image.height, image.width
+    if image is not ref:  # opened here (not the caller's PIL image): release its file
+        image.close()
+    return size

@@ -125,9 +125,11 @@ class Validator:
         if self.policy == "fail":
             raise DataError(f"{pair.origin}: {reason}: {detail}")
         self.report.reject(reason, pair.origin, detail)
+        self.report.skipped[pair.source] += 1
 
     def keep(self, pair: PreferencePair) -> bool:
         """True if the pair passes; otherwise it is counted (skip) or raises DataError (fail)."""
+        self.report.checked[pair.source] += 1
         try:
             check_pair(pair, self.max_pixels)
         except InvalidPair as e:
@@ -148,6 +150,10 @@ class Validator:
             "pairs_read": self.report.pairs,
             "pairs_kept": self.report.pairs - sum(v for k, v in self.report.rejected.items() if k != "schema"),
             "pairs_skipped": {r: self.report.rejected.get(r, 0) for r in REASONS if self.report.rejected.get(r)},
+            # per source: the share of its checked pairs skipped (invalid, too long, duplicate)
+            "skipped_share": {
+                s: round(self.report.skipped[s] / n, 4) for s, n in sorted(self.report.checked.items()) if n and s
+            },
             "examples": self.report.examples,
         }
 

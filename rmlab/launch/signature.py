@@ -51,8 +51,13 @@ EXCLUDED = (
     "train.eval_every",
 )
 # Keys whose default value changed what a run computes, each with the number of such changes; e.g. {"train.lr": 1}
-# after the default learning rate changes once. Empty: no default has changed meaning since signatures began.
-CHANGED_DEFAULTS: dict[str, int] = {}
+# after the default learning rate changes once.
+CHANGED_DEFAULTS: dict[str, int] = {
+    "data_mix.max_length": 1,  # 512 -> 4096 (real multimodal pairs)
+    "data_mix.weighting": 1,  # streamed sources drawn by size, no longer uniformly
+    "data_mix.max_pixels": 1,  # an image budget where the processor's own allowed ~16k tokens per image
+    "data_mix.max_tiles": 1,
+}
 
 _SAME = object()  # a value equal to its default: left out of the difference
 

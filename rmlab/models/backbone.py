@@ -17,6 +17,7 @@ from transformers.utils import logging as _transformers_logging
 from rmlab.config.schema import TinyConfig
 from rmlab.errors import ConfigError
 from rmlab.models.families import FAMILIES, build_tiny
+from rmlab.models.image_budget import apply_image_budget
 from rmlab.models.sizes import config_from_sizes
 from rmlab.models.tiny import tiny_tokenizer
 
@@ -42,9 +43,10 @@ def _tiny_config(scale) -> TinyConfig:
     return TinyConfig(**{f.name: scale.tiny[f.name] for f in fields(TinyConfig)})
 
 
-def load_backbone(backbone, scale, seed: int = 0, dtype: torch.dtype = torch.float32):
+def load_backbone(backbone, scale, data_mix, seed: int = 0, dtype: torch.dtype = torch.float32):
     """(generative model, processor) for the configured backbone, its weights in `dtype`: float32 for training (the
-    master weights the optimizer steps; `backbone.dtype` is the dtype it computes in, rmlab.runtime.strategy)."""
+    master weights the optimizer steps; `backbone.dtype` is the dtype it computes in, rmlab.runtime.strategy).
+    The processor carries `data_mix`'s image budget (rmlab.models.image_budget)."""
     family = FAMILIES.get(backbone.family)
     source = backbone_source(backbone, scale)
     if source == "tiny":
@@ -58,15 +60,18 @@ def load_backbone(backbone, scale, seed: int = 0, dtype: torch.dtype = torch.flo
             attn_implementation=backbone.attn_implementation,
             trust_remote_code=backbone.trust_remote_code,
         )
-    return model, processor
+    return model, apply_image_budget(processor, family.name, data_mix)
 
 
-def load_processor_only(backbone, scale):
-    """The backbone's processor (or tokenizer) without its weights: for checking data against it."""
+def load_processor_only(backbone, scale, data_mix):
+    """The backbone's processor (or tokenizer) without its weights, under `data_mix`'s image budget: for checking
+    data against it."""
     source = backbone_source(backbone, scale)
     if source == "tiny":
-        return build_tiny(str(backbone.family), _tiny_config(scale))[1]
-    return FAMILIES.get(backbone.family).load_processor(source, trust_remote_code=backbone.trust_remote_code)
+        processor = build_tiny(str(backbone.family), _tiny_config(scale))[1]
+    else:
+        processor = FAMILIES.get(backbone.family).load_processor(source, trust_remote_code=backbone.trust_remote_code)
+    return apply_image_budget(processor, str(backbone.family), data_mix)
 
 
 def freeze_vision_tower(model, prefixes) -> int:
@@ -112,7 +117,7 @@ def prepare_backbone(cfg, uses_lm_head: bool):
     """(generative model, processor) with the configured options applied: frozen vision tower, gradient
     checkpointing, LoRA. A paradigm that never reads the LM head (a scalar head on hidden states) freezes it, which
     keeps it out of the optimizer and the checkpoints."""
-    model, processor = load_backbone(cfg.backbone, cfg.scale, seed=cfg.run.seed)
+    model, processor = load_backbone(cfg.backbone, cfg.scale, cfg.data_mix, seed=cfg.run.seed)
     return apply_options(model, cfg.backbone, uses_lm_head), processor
 
 

@@ -58,7 +58,7 @@ class CriticEncoder(PairEncoder):
             return CriticPair(**vars(base), chosen_opened=len(base.chosen_ids), rejected_opened=len(base.rejected_ids))
         where = f"pair {pair.id}"
         messages, refs = frames_as_images(pair)
-        prompt = self.encode_prompt(messages, refs, where)
+        text = self.render(messages)  # the prompt's text, as encode_prompt renders it: the tails need no image
         reasons = critiques_of(pair)
         tails, opened, ends = [], [], []
         for response, critique in zip((pair.chosen, pair.rejected), reasons or ("", ""), strict=True):
@@ -68,13 +68,14 @@ class CriticEncoder(PairEncoder):
                 {"role": "user", "content": CRITIQUE_REQUEST},
             ]
             asked = self.render(turns)
-            if not asked.startswith(prompt.text):
+            if not asked.startswith(text):
                 raise ValueError(f"{where}: the chat template does not render the prompt as a prefix of the request")
             before, body, end = self.completion(turns, critique, where)
-            head = self.ids(asked[len(prompt.text) :]) + before
+            head = self.ids(asked[len(text) :]) + before
             tails.append(head + body + end)
             opened.append(len(head))
             ends.append(end)
+        prompt = self.encode_prompt(messages, refs, where, reserve=max(len(t) for t in tails))
         encoded = CriticPair(
             id=pair.id,
             source=pair.source,

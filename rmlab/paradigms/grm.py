@@ -106,13 +106,13 @@ class JudgeEncoder(PairEncoder):
         for at in (0, 1):
             first, second = (pair.chosen, pair.rejected) if at == 0 else (pair.rejected, pair.chosen)
             messages, refs = frames_as_images(judge_pair(pair, first, second, self.instruction))
-            prompt = self.encode_prompt(messages, refs, where)
             pieces = self.target(pair, at)
             before, _, end = self.completion(messages, "".join(pieces), where)
             # pieces tokenized apart: the label is its own token, so the loss and the accuracy can find it
             ids = [self.ids(piece) for piece in pieces]
             answer_at = sum(len(i) for i in ids[: pieces.index(LABELS[at])])
             completion = [t for i in ids for t in i]
+            prompt = self.encode_prompt(messages, refs, where, reserve=len(before) + len(completion) + len(end))
             seq = Sequence.of(
                 prompt, (before, completion, end), chosen_at=at, answer_at=answer_at, label_ids=self.label_ids
             )

@@ -38,8 +38,8 @@ class AnswerEncoder(PairEncoder):
     def encode(self, pair: PreferencePair) -> Answer:
         where = f"pair {pair.id}"
         messages, refs = frames_as_images(pair)
-        prompt = self.encode_prompt(messages, refs, where)
         pieces = self.completion(messages, pair.chosen, where)
+        prompt = self.encode_prompt(messages, refs, where, reserve=sum(len(p) for p in pieces))
         seq = Answer(prompt.ids, prompt.token_types, prompt.vision, *pieces, meta={"chosen": pair.chosen,
                      "rejected": pair.rejected}, id=pair.id, source=pair.source)  # fmt: skip
         check_length(seq.length, self.max_length, where, len(prompt.ids))

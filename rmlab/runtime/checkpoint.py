@@ -69,8 +69,11 @@ class CheckpointWriter:
         grouped = asynchronous and torch.distributed.is_available() and torch.distributed.is_initialized()
         self.group = torch.distributed.new_group(backend="gloo") if grouped else None
 
-    def save(self, step: int, model, optimizer, scheduler, state: dict | None = None) -> Path:
-        """Every process calls this; the previous checkpoint is finished first."""
+    def save(
+        self, step: int, model, optimizer, scheduler, state: dict | None = None, rank_state: dict | None = None
+    ) -> Path:
+        """Every process calls this; the previous checkpoint is finished first. `state` is the run's (rank 0's),
+        `rank_state` this process's own (its data loader's position)."""
         self.finish()
         dist = self.dist
         path = self.root / _name(step)
@@ -88,6 +91,8 @@ class CheckpointWriter:
             else:
                 dcp.save(shards, checkpoint_id=str(tmp), no_dist=_no_group())
             _save_rng(tmp, dist.rank)
+            if rank_state is not None:
+                (tmp / f"data_rank{dist.rank}.json").write_text(json.dumps(rank_state))
             if dist.is_main:
                 trainer = {**(state or {}), "step": step, "world_size": dist.world_size,
                            "scheduler": scheduler.state_dict()}  # fmt: skip
@@ -167,6 +172,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, dist: Dist = SINGLE
     trainer = json.loads((path / "trainer_state.json").read_text())
     scheduler.load_state_dict(trainer["scheduler"])
     _load_rng(path, dist.rank if dist.rank < trainer.get("world_size", 1) else 0)
+    own = path / f"data_rank{dist.rank}.json"
+    trainer["rank_state"] = json.loads(own.read_text()) if own.exists() else None
     return trainer
 
 

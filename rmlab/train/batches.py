@@ -1,7 +1,8 @@
 """Where a training step's micro-batches come from: a held set (indexed by step) or a stream (read in order).
 
-Both give `batches(step)` -> `t.grad_accum` lists of `t.batch_size` encoded pairs, so the training step does not
-know which one it has; both resume at any step, the held set by recomputing its order, the stream by replaying.
+Both give `batches(step)` -> `t.grad_accum` lists of this rank's encoded pairs (its part of `t.batch_size`), so the
+training step does not know which one it has; both resume at any step, the held set by recomputing its order, the
+stream from the loader state saved in the checkpoint (rmlab.data.loader).
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from collections import Counter
 
 import torch
+
+from rmlab.data.loader import StreamLoader
+from rmlab.runtime.distributed import SINGLE, Dist
 
 
 def micro_batches(n_items: int, batch_size: int, grad_accum: int, step: int, seed: int) -> list[list[int]]:
@@ -32,50 +36,62 @@ def micro_batches(n_items: int, batch_size: int, grad_accum: int, step: int, see
 
 
 class HeldPairs:
-    """Encoded pairs in memory; step s reads the permutation slice micro_batches gives it."""
+    """Encoded pairs in memory; step s reads the permutation slice micro_batches gives it (this rank's part of each
+    micro-batch: every rank computes the same order)."""
 
-    def __init__(self, encoded: list, batch_size: int, grad_accum: int, seed: int):
-        self.encoded, self.batch_size, self.grad_accum, self.seed = encoded, batch_size, grad_accum, seed
+    def __init__(self, encoded: list, batch_size: int, grad_accum: int, seed: int, dist: Dist = SINGLE):
+        self.encoded, self.batch_size, self.grad_accum, self.seed, self.dist = (
+            encoded,
+            batch_size,
+            grad_accum,
+            seed,
+            dist,
+        )
 
     def batches(self, step: int) -> list[list]:
         idx = micro_batches(len(self.encoded), self.batch_size, self.grad_accum, step, self.seed)
-        return [[self.encoded[i] for i in mb] for mb in idx]
+        return [self.dist.shard([self.encoded[i] for i in mb]) for mb in idx]
 
-    def fast_forward(self, step: int) -> None:
-        """Nothing to do: any step's batches are computed from its number."""
+    def start(self, step: int, state: dict | None) -> None:
+        """Nothing to restore: any step's batches are computed from its number."""
 
-    def composition(self) -> Counter:
-        return Counter(e.source for e in self.encoded)
+    def state_dict(self) -> dict | None:
+        return None
+
+    def counts(self) -> tuple[Counter, None]:
+        return Counter(e.source for e in self.encoded), None
+
+    def close(self) -> None:
+        pass
 
 
 class StreamedPairs:
-    """Pairs from a PairStream, read in order; resuming replays the stream up to the step it stopped at."""
+    """A rank's micro-batches from a StreamLoader, read in order; resumed from the loader's saved state."""
 
-    def __init__(self, stream, batch_size: int, grad_accum: int, skip: int = 0):
-        self.stream, self.batch_size, self.grad_accum = stream, batch_size, grad_accum
-        self.skip = skip  # pairs the stream hands out before training's first one (the validation pairs)
+    def __init__(self, loader: StreamLoader, grad_accum: int):
+        self.loader, self.grad_accum = loader, grad_accum
         self.next_step = 0
-        self.trained: Counter = Counter()  # pairs handed to training per source, replayed ones included
 
     def batches(self, step: int) -> list[list]:
         if step != self.next_step:
             raise RuntimeError(f"a streamed set is read in order: asked for step {step}, next is {self.next_step}")
         self.next_step += 1
-        batches = [self.stream.take(self.batch_size) for _ in range(self.grad_accum)]
-        self.trained.update(p.source for batch in batches for p in batch)
-        return batches
+        return [next(self.loader) for _ in range(self.grad_accum)]
 
-    def fast_forward(self, step: int) -> None:
-        """Replay the stream to where `step` begins (re-reads and re-encodes what it skips; trains on none of it)."""
-        target = self.skip + step * self.batch_size * self.grad_accum
-        if self.stream.consumed > target:
-            raise RuntimeError("cannot rewind a stream")
-        while self.stream.consumed < target:
-            pair = next(self.stream)
-            if self.stream.consumed > self.skip:
-                self.trained[pair.source] += 1
+    def start(self, step: int, state: dict | None) -> None:
+        """Continue at `step` from the loader state saved with it; without a usable one (a checkpoint from other
+        ranks or loader workers), replay the stream to there, which re-reads and re-encodes what it skips."""
+        if step and not (state and self.loader.load_state_dict(state)):
+            print(f"[rmlab] no loader state for this layout of processes: replaying the stream to step {step}")
+            for _ in range(step * self.grad_accum):
+                next(self.loader)
         self.next_step = step
 
-    def composition(self) -> Counter:
-        """Pairs trained on per source so far (the stream's weights in practice)."""
-        return Counter(self.trained)
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def counts(self):
+        return self.loader.counts()
+
+    def close(self) -> None:
+        self.loader.close()

@@ -14,13 +14,16 @@ body it runs:
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import torch
 from omegaconf import DictConfig
 
+from rmlab.data.adapters.base import LoadReport
 from rmlab.data.cache import encode_cached
+from rmlab.data.loader import StreamLoader
 from rmlab.data.mix import load_train_mix, resolve_sources
-from rmlab.data.stream import PairStream
+from rmlab.data.stream import ShareStream, draw_weights, validation_head
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.benchmarks.run import evaluate_configured
@@ -46,18 +49,36 @@ def build_model(cfg: DictConfig):
     return get_paradigm(cfg.paradigm.name).build(cfg)
 
 
-def _streamed_data(cfg: DictConfig, encoder):
-    """(StreamedPairs, validation pairs taken from the head of the stream, validator) for a streamed mix."""
+def _streamed_data(cfg: DictConfig, encoder, dist):
+    """(StreamedPairs, validation pairs from the head of each source, validator that counted them) for a streamed
+    mix: this rank's loader over its shares (rmlab.data.loader), the validation pairs kept out of training."""
     dm = cfg.data_mix
+    sources = resolve_sources(dm.train, cfg.datasets)
+    weights = draw_weights(sources, dm.weighting)
     validator = Validator(policy=str(dm.on_invalid), max_pixels=dm.max_image_pixels, dedupe=False)
-    stream = PairStream(resolve_sources(dm.train, cfg.datasets), encoder, validator, dm.seed, dm.stream_buffer)
-    val_set = stream.take(dm.val_pairs)
-    return StreamedPairs(stream, cfg.train.batch_size, cfg.train.grad_accum, skip=len(val_set)), val_set, validator
+    val_set, exclude = validation_head(sources, encoder, validator, dm.val_pairs, weights)
+    if cfg.train.batch_size % dist.world_size:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} does not split over {dist.world_size} processes")
+
+    def make_stream(share):  # (run in the loader process: a validator of its own, its counts in the stream state)
+        own = Validator(policy=str(dm.on_invalid), max_pixels=dm.max_image_pixels, dedupe=False)
+        return ShareStream(sources, encoder, own, dm.seed, dm.stream_buffer, weights, share, exclude)
+
+    loader = StreamLoader(make_stream, dist.rank, dist.world_size, dm.workers, cfg.train.batch_size // dist.world_size)
+    return StreamedPairs(loader, cfg.train.grad_accum), val_set, validator
 
 
-def _data_summary(data, validator) -> dict:
-    """Composition (pairs per source the training set holds, or a stream has served) and the checks' counts."""
-    counts = data.composition()
+def _data_summary(data, validator, dist) -> dict:
+    """Composition (pairs per source the training set holds, or the streams have served, over every process) and
+    the checks' counts. Every process calls this."""
+    counts, report = data.counts()
+    if report is not None:  # a stream: its counts are the loader processes', on every rank
+        gathered = dist.gather([(dict(counts), report.state_dict())])
+        counts = sum((Counter(c) for c, _ in gathered), Counter())
+        total = LoadReport.from_state(validator.report.state_dict())
+        for _, r in gathered:
+            total.add(LoadReport.from_state(r))
+        validator = Validator(policy=validator.policy, report=total)
     return {
         "data/composition": dict(sorted(counts.items())),
         "data/validation": validator.summary(),
@@ -85,7 +106,7 @@ def train_reward_model(stage: StageRun) -> None:
         load_weights_from(model, t.init_from, cfg)
     encoder = paradigm.encoder(processor, cfg)
     if cfg.data_mix.streaming:
-        data, val_set, validator = _streamed_data(cfg, encoder)
+        data, val_set, validator = _streamed_data(cfg, encoder, dist)
     else:
         mix = load_train_mix(cfg)
         validator = mix.validator
@@ -95,7 +116,7 @@ def train_reward_model(stage: StageRun) -> None:
             raise ConfigError(
                 f"data_mix {cfg.data_mix.name}: no training pair left after validation: {validator.summary()}"
             )
-        data = HeldPairs(train_set, t.batch_size, t.grad_accum, cfg.run.seed)
+        data = HeldPairs(train_set, t.batch_size, t.grad_accum, cfg.run.seed, dist)
 
     # 3. the model spread over the processes (fp32 masters), optimizer, schedule, the checkpoint to resume from
     strategy = Strategy.for_config(cfg, dist)
@@ -106,7 +127,7 @@ def train_reward_model(stage: StageRun) -> None:
 
     trainer = resume(run.checkpoints, model, optimizer, scheduler, dist)
     start_step = trainer["step"] if trainer else 0
-    data.fast_forward(start_step)
+    data.start(start_step, trainer.get("rank_state") if trainer else None)
 
     log.summary(
         {
@@ -114,15 +135,18 @@ def train_reward_model(stage: StageRun) -> None:
             "threads": stage.threads,
             "strategy": strategy.name,
             "data/val_pairs": len(val_set),
-            **_data_summary(data, validator),
+            **_data_summary(data, validator, dist),
         }
     )
     # 4. loop, then the model saved (gathered from its shards, in the compute dtype) and scored by every process
-    _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, strategy)
+    try:
+        _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_step, log, strategy)
+    finally:
+        data.close()
+    log.summary(_data_summary(data, validator, dist))  # a stream's counts grow while it is read
     state = strategy.full_state_dict(model)
     module = strategy.module(model)
     if dist.is_main:
-        log.summary(_data_summary(data, validator))  # a stream's counts grow while it is read
         module.save(run.model, processor, state, dtype=strategy.dtype)
     del state
     final = scorer_for(cfg, module, encoder, cfg.run.progress, dist)
@@ -145,15 +169,15 @@ def load_weights_from(model, ref: str, cfg: DictConfig) -> None:
 def train_step(
     model, optimizer, scheduler, batches: list[list], pad_id: int, cfg, strategy: Strategy = SINGLE_PROCESS
 ) -> dict[str, float]:
-    """One optimizer step over its micro-batches (lists of encoded pairs; each process takes its slice of each,
-    gradients reduced over the processes on the last one); returns the step's metrics, averaged over them."""
+    """One optimizer step over its micro-batches (this process's lists of encoded pairs: its slice of each global
+    one; gradients reduced over the processes on the last one); returns the step's metrics, averaged over them."""
     dist = strategy.dist
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
     paradigm = get_paradigm(cfg.paradigm.name)
     diverged = None
     for i, pairs in enumerate(batches):
-        batch = paradigm.collate(dist.shard(pairs), pad_id, cfg)
+        batch = paradigm.collate(pairs, pad_id, cfg)
         with strategy.micro_step(model, last=i == len(batches) - 1):
             with strategy.autocast():
                 loss, metrics = paradigm.loss(model, batch, cfg)
@@ -212,7 +236,7 @@ def _loop(cfg, run, model, optimizer, scheduler, data, val_set, encoder, start_s
             preempted = dist.any(guard.requested)  # every process stops after the same step
             r = cfg.run
             if (r.save_every and done % r.save_every == 0 or preempted) and done < t.max_steps:
-                writer.save(done, model, optimizer, scheduler)
+                writer.save(done, model, optimizer, scheduler, rank_state=data.state_dict())
                 if dist.is_main:
                     run.update_status(step=done)
             if preempted and done < t.max_steps:  # (at the last step the run finishes instead: its model is saved)

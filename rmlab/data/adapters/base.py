@@ -7,13 +7,13 @@ file and row in errors, and the skip-or-fail policy are done here, once, for eve
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmlab.data.readers import WHOLE, hub_id, open_reader, undecoded_features
 from rmlab.data.records import ARCHIVE_SEP, PreferencePair
 from rmlab.errors import DataError
 from rmlab.util.registry import Registry
@@ -87,97 +87,20 @@ def get_adapter(name: str) -> AdapterSpec:
 # ------------------------------------------------------------------------------------------------ reading rows
 
 
-def _jsonl_rows(path: Path) -> Iterator[dict]:
-    """jsonl line by line, so a malformed line is reported with its number."""
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {line_no}: malformed JSON ({e.msg})") from None
-
-
-def _json_rows(path: Path) -> Iterator[dict]:
-    """A JSON list of rows (or an object holding one list), or, as some datasets ship `.json`, JSON lines."""
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        if e.msg == "Extra data":  # one object per line under a .json name (SHP does this)
-            yield from _jsonl_rows(path)
-            return
-        raise DataError(f"{path}: line {e.lineno}: malformed JSON ({e.msg})") from None
-    if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}
-        lists = [v for v in data.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise DataError(f"{path}: a JSON object, not a list of rows (keys: {', '.join(list(data)[:5])})")
-        data = lists[0]
-    yield from data
-
-
-def _undecoded(feature):
-    """The same feature with every Image inside it left encoded."""
-    import datasets
-
-    if isinstance(feature, datasets.Image):
-        return datasets.Image(decode=False)
-    if isinstance(feature, list) and len(feature) == 1:
-        return [_undecoded(feature[0])]
-    if isinstance(feature, dict):
-        return {k: _undecoded(v) for k, v in feature.items()}
-    inner = getattr(feature, "feature", None)
-    if inner is not None and hasattr(feature, "length"):
-        return type(feature)(_undecoded(inner), length=feature.length)
-    return feature
-
-
-def _datasets_rows(ds) -> Iterator[dict]:
-    """Rows of a `datasets` dataset with images left encoded ({bytes, path}): decoding waits for the encoder."""
-    features = getattr(ds, "features", None)
-    if features:
-        undecoded = {name: _undecoded(f) for name, f in features.items()}
-        if undecoded != dict(features):
-            import datasets
-
-            ds = ds.cast(datasets.Features(undecoded))
-    yield from ds
-
-
-def read_rows(path: str, spec: AdapterSpec, streaming: bool = False) -> Iterator[dict]:
-    """Rows of a local .jsonl/.json/.parquet file, a folder of parquet shards, or a hub dataset (`hub` = the
-    adapter's own hub id)."""
+def read_rows(path: str, spec: AdapterSpec, streaming: bool = False, share=None) -> Iterator[tuple[int, dict]]:
+    """(row number, row) of a local .jsonl/.json/.parquet file, a folder of parquet shards, or a hub dataset (`hub` =
+    the adapter's own hub id), in one share of the source (rmlab.data.readers). A hub dataset is downloaded whole
+    unless `streaming`."""
     import datasets
 
     datasets.disable_progress_bars()  # rmlab shows its own progress; datasets' bars flood SLURM logs
-    if path == "hub":
-        if not spec.hub_id:
-            raise DataError(
-                f"adapter {spec.name} has no hub dataset: give the source a local path (datasets.NAME.path)"
-            )
-        path = spec.hub_id
-    p = Path(path)
-    if p.is_dir():
-        shards = sorted(p.glob("**/*.parquet"))
-        if not shards:
-            raise DataError(f"{path}: a folder without .parquet files")
-        yield from _datasets_rows(datasets.Dataset.from_parquet([str(s) for s in shards]))
-    elif p.exists():
-        suffix = p.suffix.lower()
-        if suffix == ".jsonl":
-            yield from _jsonl_rows(p)
-        elif suffix == ".json":
-            yield from _json_rows(p)
-        elif suffix == ".parquet":
-            yield from _datasets_rows(datasets.Dataset.from_parquet(str(p)))
-        else:
-            raise DataError(f"{path}: unsupported file type {suffix!r} (expected .jsonl, .json or .parquet)")
-    elif "/" in path and not path.startswith((".", "/")):
-        kwargs = {"split": "train", **spec.hub_kwargs}
-        yield from _datasets_rows(datasets.load_dataset(path, streaming=streaming, **kwargs))
-    else:
-        raise DataError(f"{path}: no such file")
+    hub = hub_id(path, spec)
+    if hub is not None and not streaming:
+        ds = datasets.load_dataset(hub, **{"split": "train", **spec.hub_kwargs})
+        features = undecoded_features(ds.features)
+        yield from enumerate(ds.cast(features) if features is not None else ds)
+        return
+    yield from open_reader(path, spec, share or WHOLE).rows()
 
 
 # ------------------------------------------------------------------------------------------------ pairs
@@ -191,12 +114,53 @@ class LoadReport:
     pairs: int = 0
     rejected: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    checked: Counter = field(default_factory=Counter)  # pairs checked per source (rmlab.data.validate)
+    skipped: Counter = field(default_factory=Counter)  # and skipped per source, whatever the reason
 
     def reject(self, reason: str, where: str, detail: str) -> None:
         self.rejected[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 3:
             self.examples[reason].append(f"{where}: {detail}")
+
+    def state_dict(self) -> dict:
+        """The counts as JSON values (a loader's state carries them, so a resumed run's counts go on)."""
+        counters = {k: dict(getattr(self, k)) for k in ("rejected", "checked", "skipped")}
+        return {"rows": self.rows, "pairs": self.pairs, "examples": self.examples, **counters}
+
+    @classmethod
+    def from_state(cls, state: dict) -> LoadReport:
+        examples = {k: list(v) for k, v in state["examples"].items()}
+        counters = {k: Counter(state.get(k, {})) for k in ("rejected", "checked", "skipped")}
+        return cls(state["rows"], state["pairs"], examples=examples, **counters)
+
+    def add(self, other: LoadReport) -> None:
+        """Count another process's (or loader worker's) report in this one."""
+        self.rows += other.rows
+        self.pairs += other.pairs
+        self.rejected.update(other.rejected)
+        self.checked.update(other.checked)
+        self.skipped.update(other.skipped)
+        for reason, examples in other.examples.items():
+            self.examples[reason] = (self.examples.get(reason, []) + examples)[:3]
+
+
+def make_pairs(spec: AdapterSpec, row: dict, ctx: RowContext, policy: str, report: LoadReport) -> list[PreferencePair]:
+    """The pairs the adapter makes of one row. A row it cannot read is an error naming the file and row (policy
+    `fail`) or is counted in `report` under "schema" and gives none (policy `skip`)."""
+    report.rows += 1
+    try:
+        made = list(spec.fn(row, ctx))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        detail = f"does not match the {spec.name} schema ({spec.schema}): {type(e).__name__}: {e}"
+        if policy == "fail":
+            raise DataError(f"{ctx.where}: {detail}") from None
+        report.reject("schema", ctx.where, detail)
+        return []
+    for pair in made:
+        pair.origin = pair.origin or ctx.where
+    report.pairs += len(made)
+    return made
 
 
 def iter_pairs(
@@ -209,25 +173,11 @@ def iter_pairs(
     report: LoadReport | None = None,
     streaming: bool = False,
 ) -> Iterator[PreferencePair]:
-    """Pairs of one dataset in file order. A row the adapter cannot read is an error naming the file and row
-    (policy `fail`) or is counted in `report` under "schema" and skipped (policy `skip`)."""
+    """Pairs of one dataset in file order (see make_pairs for a row the adapter cannot read)."""
     spec = get_adapter(name)
     report = report if report is not None else LoadReport()
-    for index, row in enumerate(read_rows(path, spec, streaming=streaming)):
-        ctx = RowContext(path, index, image_root, dict(options or {}))
-        report.rows += 1
-        try:
-            made = list(spec.fn(row, ctx))
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-            detail = f"does not match the {name} schema ({spec.schema}): {type(e).__name__}: {e}"
-            if policy == "fail":
-                raise DataError(f"{ctx.where}: {detail}") from None
-            report.reject("schema", ctx.where, detail)
-            continue
-        for pair in made:
-            pair.origin = pair.origin or ctx.where
-            report.pairs += 1
-            yield pair
+    for index, row in read_rows(path, spec, streaming=streaming):
+        yield from make_pairs(spec, row, RowContext(path, index, image_root, dict(options or {})), policy, report)
 
 
 def load_pairs(name: str, path: str, limit: int | None = None, **kwargs) -> list[PreferencePair]:

@@ -156,7 +156,7 @@ def load_items(
     outside the schema is an error naming the file and the row (a benchmark is never scored on part of itself)."""
     spec = AdapterSpec(name="benchmark", fn=None, hub_id=hub_id, modality="", schema=schema, hub_kwargs=hub_kwargs)
     items = []
-    for index, row in enumerate(data_rows(path, spec)):
+    for index, row in data_rows(path, spec):
         ctx = RowContext(path, index, image_root)
         try:
             items.append(to_item(row, ctx))

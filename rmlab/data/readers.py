@@ -1,0 +1,274 @@
+"""Reading a dataset's rows from a position, in one share of many: what lets several processes split a source
+between them and a resumed run start where it stopped without reading what came before.
+
+A reader yields `(index, row)`: `index` is the row's number in the whole source (the line among non-blank lines of a
+jsonl file; the row across a folder's parquet shards in name order), so pair ids do not depend on how the source is
+split. `position()` is a small JSON value saying where the next row starts; `rows(position)` starts there.
+
+A source is split into `Share(index, count)` parts that together hold every row once: parquet by row group when it
+has at least as many groups as shares (a process reads only its own groups), otherwise, like jsonl and json, every
+`count`-th row (the others' lines are skipped unparsed). A hub dataset is streamed, split with
+`datasets.distributed.split_dataset_by_node`, and positioned with the IterableDataset's own state_dict.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rmlab.errors import DataError
+
+
+@dataclass(frozen=True)
+class Share:
+    """Part `index` of `count` parts of a source (rank x loader worker)."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"share {self.index} of {self.count}")
+
+
+WHOLE = Share()
+
+
+class JsonlReader:
+    """A jsonl file; a position is the byte offset of the next line and that line's row and line numbers."""
+
+    def __init__(self, path: Path, share: Share):
+        self.path, self.share = path, share
+        self._at = {"offset": 0, "row": 0, "line": 0}
+
+    def position(self) -> dict:
+        return dict(self._at)
+
+    def rows(self, position: dict | None = None) -> Iterator[tuple[int, dict]]:
+        at = dict(position or {"offset": 0, "row": 0, "line": 0})
+        self._at = dict(at)
+        with open(self.path, "rb") as f:
+            f.seek(at["offset"])
+            row, line_no, offset = at["row"], at["line"], at["offset"]
+            for raw in f:
+                offset += len(raw)
+                line_no += 1
+                if not raw.strip():
+                    self._at = {"offset": offset, "row": row, "line": line_no}
+                    continue
+                index, row = row, row + 1
+                self._at = {"offset": offset, "row": row, "line": line_no}
+                if index % self.share.count != self.share.index:
+                    continue
+                try:
+                    yield index, json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{self.path}: line {line_no}: malformed JSON ({e.msg})") from None
+
+    def size(self) -> int:
+        with open(self.path, "rb") as f:
+            return sum(1 for raw in f if raw.strip())
+
+
+class JsonReader:
+    """A JSON list of rows (or an object holding one list; JSON lines under a .json name are read as jsonl, as SHP
+    ships them). The file is parsed whole, once; a position is the next row's number."""
+
+    def __init__(self, path: Path, share: Share, data=None):
+        self.path, self.share = path, share
+        self._data = data  # the parsed file, when the caller has it
+        self._next = 0
+
+    def _rows_list(self) -> list:
+        if self._data is None:
+            try:
+                self._data = json.loads(self.path.read_text())
+            except json.JSONDecodeError as e:
+                raise DataError(f"{self.path}: line {e.lineno}: malformed JSON ({e.msg})") from None
+        data = self._data
+        if not isinstance(data, list):
+            if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}
+                lists = [v for v in data.values() if isinstance(v, list)]
+                if len(lists) != 1:
+                    raise DataError(
+                        f"{self.path}: a JSON object, not a list of rows (keys: {', '.join(list(data)[:5])})"
+                    )
+                data = lists[0]
+            if not isinstance(data, list):
+                raise DataError(f"{self.path}: not a list of rows")
+            self._data = data
+        return data
+
+    def position(self) -> dict:
+        return {"row": self._next}
+
+    def rows(self, position: dict | None = None) -> Iterator[tuple[int, dict]]:
+        data = self._rows_list()
+        start = (position or {}).get("row", 0)
+        self._next = start
+        for index in range(start, len(data)):
+            self._next = index + 1
+            if index % self.share.count == self.share.index:
+                yield index, data[index]
+
+    def size(self) -> int:
+        return len(self._rows_list())
+
+
+class ParquetReader:
+    """A parquet file or a folder of shards, read a row group at a time with pyarrow (nothing copied into a cache);
+    image columns stay as stored ({bytes, path}), as `datasets` gives them undecoded. A position is a row number."""
+
+    def __init__(self, files: list[Path], share: Share):
+        import pyarrow.parquet as pq
+
+        self.share = share
+        self.groups = []  # (file, group number, first row, rows): the source's row groups in order
+        start = 0
+        for f in files:
+            meta = pq.ParquetFile(f).metadata
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                self.groups.append((f, g, start, n))
+                start += n
+        self.total = start
+        self.by_group = len(self.groups) >= share.count  # whole row groups per share, else every count-th row
+        self._next = 0
+
+    def position(self) -> dict:
+        return {"row": self._next}
+
+    def _mine(self, group_number: int, index: int) -> bool:
+        key = group_number if self.by_group else index
+        return key % self.share.count == self.share.index
+
+    def rows(self, position: dict | None = None) -> Iterator[tuple[int, dict]]:
+        import pyarrow.parquet as pq
+
+        start = (position or {}).get("row", 0)
+        self._next = start
+        for number, (f, g, first, n) in enumerate(self.groups):
+            if first + n <= start or (self.by_group and not self._mine(number, 0)):
+                continue
+            table = pq.ParquetFile(f).read_row_group(g)
+            for offset, row in enumerate(table.to_pylist()):
+                index = first + offset
+                if index < start:
+                    continue
+                self._next = index + 1
+                if self.by_group or self._mine(number, index):
+                    yield index, row
+            self._next = max(self._next, first + n)
+
+    def size(self) -> int:
+        return self.total
+
+
+def _undecoded(feature):
+    """The same feature with every Image inside it left encoded."""
+    import datasets
+
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(decode=False)
+    if isinstance(feature, list) and len(feature) == 1:
+        return [_undecoded(feature[0])]
+    if isinstance(feature, dict):
+        return {k: _undecoded(v) for k, v in feature.items()}
+    inner = getattr(feature, "feature", None)
+    if inner is not None and hasattr(feature, "length"):
+        return type(feature)(_undecoded(inner), length=feature.length)
+    return feature
+
+
+def undecoded_features(features):
+    """A `datasets` dataset's features with its images left encoded ({bytes, path}: decoding waits for the encoder),
+    or None when nothing needs changing."""
+    if not features:
+        return None
+    import datasets
+
+    undecoded = {name: _undecoded(f) for name, f in features.items()}
+    return datasets.Features(undecoded) if undecoded != dict(features) else None
+
+
+class HubReader:
+    """A hub dataset streamed (never downloaded whole), split over the shares with split_dataset_by_node, with images
+    left encoded. Rows are numbered share by share (`i * count + share`), exact when the split is by row."""
+
+    def __init__(self, hub_id: str, share: Share, hub_kwargs: dict):
+        import datasets
+        from datasets.distributed import split_dataset_by_node
+
+        self.hub_id, self.share = hub_id, share
+        kwargs = {"split": "train", **hub_kwargs}
+        ds = datasets.load_dataset(hub_id, streaming=True, **kwargs)
+        self.split = kwargs["split"]
+        self.info = ds.info
+        features = undecoded_features(ds.features)
+        if features is not None:
+            ds = ds.cast(features)
+        self.ds = split_dataset_by_node(ds, rank=share.index, world_size=share.count) if share.count > 1 else ds
+        self._served = 0
+
+    def position(self) -> dict:
+        return {"served": self._served, "state": copy.deepcopy(self.ds.state_dict())}
+
+    def rows(self, position: dict | None = None) -> Iterator[tuple[int, dict]]:
+        if position:
+            self.ds.load_state_dict(position["state"])
+        self._served = (position or {}).get("served", 0)
+        for row in self.ds:
+            index = self._served * self.share.count + self.share.index
+            self._served += 1
+            yield index, row
+
+    def size(self) -> int:
+        splits = getattr(self.info, "splits", None) or {}
+        split = splits.get(self.split) if hasattr(splits, "get") else None
+        if split is None or not split.num_examples:
+            raise DataError(f"{self.hub_id}: its size is not published; give the data source a `size` (rows)")
+        return int(split.num_examples)
+
+
+def hub_id(path: str, spec) -> str | None:
+    """The hub dataset a source's path names (`hub` = the adapter's own), or None for a local path."""
+    if path == "hub":
+        if not spec.hub_id:
+            raise DataError(
+                f"adapter {spec.name} has no hub dataset: give the source a local path (datasets.NAME.path)"
+            )
+        return spec.hub_id
+    if Path(path).exists() or "/" not in path or path.startswith((".", "/")):
+        return None
+    return path
+
+
+def open_reader(path: str, spec, share: Share = WHOLE):
+    """The reader for a source's path: a .jsonl/.json/.parquet file, a folder of parquet shards, or a hub id."""
+    hub = hub_id(path, spec)
+    if hub is not None:
+        return HubReader(hub, share, spec.hub_kwargs)
+    p = Path(path)
+    if p.is_dir():
+        shards = sorted(p.glob("**/*.parquet"))
+        if not shards:
+            raise DataError(f"{path}: a folder without .parquet files")
+        return ParquetReader(shards, share)
+    if not p.exists():
+        raise DataError(f"{path}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".jsonl":
+        return JsonlReader(p, share)
+    if suffix == ".json":
+        try:
+            return JsonReader(p, share, json.loads(p.read_text()))
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data":  # one object per line under a .json name
+                return JsonlReader(p, share)
+            raise DataError(f"{path}: line {e.lineno}: malformed JSON ({e.msg})") from None
+    if suffix == ".parquet":
+        return ParquetReader([p], share)
+    raise DataError(f"{path}: unsupported file type {suffix!r} (expected .jsonl, .json or .parquet)")
