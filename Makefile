@@ -20,6 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps rewardbench==0.1.4  # its constants, read by a test
 	touch $@
 
 # Trains the demo grid (3 heads x 2 seeds, tiny Qwen2.5-VL, synthetic testbed), then prints its table.

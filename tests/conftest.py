@@ -131,3 +131,12 @@ FIXTURE_DATASETS = [
     f"datasets.others.path={FIXTURES}/preference/mixed.jsonl",
     f"datasets.arena.path={FIXTURES}/arena/data/train-00000-of-00001.parquet",
 ]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming the skipped SLURM tests and why (a user without root cannot start the local cluster)."""
+    slurm = [r for r in terminalreporter.stats.get("skipped", []) if "test_slurm.py" in r.nodeid]
+    if slurm:
+        reason = slurm[0].longrepr[2] if isinstance(slurm[0].longrepr, tuple) else "skipped"
+        names = ", ".join(r.nodeid.split("::")[-1] for r in slurm)
+        terminalreporter.write_line(f"skipped {len(slurm)} SLURM test(s): {reason.removeprefix('Skipped: ')}: {names}")

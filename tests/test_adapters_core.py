@@ -74,3 +74,17 @@ def test_every_adapter_documents_its_schema_and_has_a_fixture(name):
     assert spec.schema and spec.modality in ("multimodal", "text")
     fixture = "ultrafeedback" if name == "ultrafeedback_hard" else name
     assert (FIXTURES / fixture).is_dir(), f"no fixture folder tests/fixtures/data/{fixture}"
+
+
+def test_a_json_file_holds_a_list_of_rows_an_object_holding_them_or_one_row(tmp_path):
+    row = {"prompt": "Which is larger, 3 or 4?", "chosen": "4", "rejected": "3", "tags": ["math", "easy"]}
+    forms = {
+        "list.json": [row, {**row, "chosen": "four"}],
+        "held.json": {"version": 2, "data": [row, {**row, "chosen": "four"}]},
+        "only_key.json": {"anything": [row, {**row, "chosen": "four"}]},
+        "lone.json": row,  # one row alone, though it has a list-valued field (POVID's README shows an element so)
+    }
+    for name, content in forms.items():
+        (tmp_path / name).write_text(json.dumps(content))
+        pairs = load_pairs("preference", str(tmp_path / name))
+        assert [p.chosen for p in pairs] == (["4"] if name == "lone.json" else ["4", "four"]), name

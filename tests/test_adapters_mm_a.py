@@ -11,7 +11,7 @@ import pytest
 
 from rmlab.data.adapters import ADAPTERS, load_pairs
 from rmlab.data.records import open_image
-from rmlab.data.validate import check_pair
+from rmlab.data.validate import InvalidPair, check_pair
 from rmlab.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -249,8 +249,10 @@ def test_mm_rlhf_malformed_line_names_file_and_line(tmp_path):
     bad.write_text(
         good + "\n" + json.dumps({"id": "x", "video": "video/missing", "prompt": "Q", "chosen": "a", "rejected": "b"})
     )
-    with pytest.raises(DataError, match=r"dpo_pairs\.jsonl: line 2: .*video frame folder not found"):
-        load_pairs("mm_rlhf", str(bad))
+    missing = load_pairs("mm_rlhf", str(bad))[1]  # the row reads (frames are listed when the pair is checked)...
+    with pytest.raises(InvalidPair, match=r"video frame folder not found: .*video/missing") as e:
+        check_pair(missing)  # ...and the check names the folder; its origin names the file and line
+    assert e.value.reason == "image_missing" and missing.origin.endswith("dpo_pairs.jsonl: line 2")
     bad.write_text(json.dumps({"id": "x", "prompt": "Q", "chosen": "a"}) + "\n")
     with pytest.raises(DataError, match=r"dpo_pairs\.jsonl: line 1: .*KeyError: 'rejected'"):
         load_pairs("mm_rlhf", str(bad))

@@ -233,3 +233,14 @@ def test_malformed_parquet_row_names_file_and_row(tmp_path):
     datasets.Dataset.from_list(battles).to_parquet(str(path))
     with pytest.raises(DataError, match=rf"{re.escape(str(path))}: row 1: .*winner is 'model_c'"):
         load_pairs("arena", str(path))
+
+
+def test_a_line_that_is_not_json_is_a_counted_fault_under_skip_and_a_file_line_error_under_fail(tmp_path):
+    lines = Path(SHP).read_text().splitlines()
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join([lines[0], '{"history": "cut off', *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: line 2: malformed JSON"):
+        load_pairs("shp", str(path))
+    report = LoadReport()
+    assert len(load_pairs("shp", str(path), policy="skip", report=report)) == len(lines)  # the rest all read
+    assert report.rejected == {"malformed_json": 1} and report.rows == len(lines) + 1

@@ -2,6 +2,8 @@
 worked out by hand from the rows (ties, unparseable verdicts, several pairs per prompt, every category)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +11,7 @@ from rmlab.cli import main
 from rmlab.eval.benchmarks import get_benchmark
 from rmlab.eval.benchmarks.run import compare, compute_metrics
 
-OFFICIAL_VLRB = "/work/shared/benchmarks/vl_rewardbench/data.jsonl"
+OFFICIAL_VLRB = str(Path(__file__).parent / "fixtures" / "benchmarks" / "vl_rewardbench" / "data.jsonl")  # (README)
 
 
 def _jsonl(path, rows):
@@ -75,6 +77,8 @@ def test_mmrlhf_acc_acc_plus_and_categories(mmrlhf_file):
     assert cat["long"] == {"acc": 50.0, "acc_plus": 0.0, "n_pairs": 2, "n_ids": 1}
     assert cat["video"]["acc"] == 100.0 and cat["safety"]["acc"] == 0.0 and cat["short"]["acc"] == 0.0
     assert sum(c["n_pairs"] for c in cat.values()) == 7  # row f matched no keyword: overall only
+    shutil.rmtree(Path(mmrlhf_file).parent / "video")  # metrics need ids and categories, not media on this machine
+    assert _metrics("mmrlhf", mmrlhf_file, preds) == m
 
 
 # ------------------------------------------------------------------------------------------------ VL-RewardBench
@@ -336,3 +340,41 @@ def test_metrics_cli_prints_one_json_object_and_names_bad_input(vlrb_file, tmp_p
         == 2
     )
     assert "choose one of ['excluded', 'wrong']" in capsys.readouterr().err
+
+
+def test_rewardbench_sections_equal_the_official_packages_on_the_same_subset_accuracies():
+    """The installed `rewardbench` package's own EXAMPLE_COUNTS, SUBSET_MAPPING and calculate_scores_per_section, read
+    from its source (importing it pulls in its heavy dependencies): a future upstream change fails here."""
+    import ast
+    import importlib.util
+    import random
+
+    from rmlab.eval.benchmarks import rewardbench
+    from rmlab.eval.benchmarks.base import BenchItem
+
+    root = Path(importlib.util.find_spec("rewardbench").submodule_search_locations[0])
+    constants = ast.parse((root / "constants.py").read_text())
+    official = {
+        t.id: ast.literal_eval(node.value)
+        for node in constants.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name) and t.id in ("EXAMPLE_COUNTS", "SUBSET_MAPPING")
+    }
+    assert official["EXAMPLE_COUNTS"] == rewardbench.EXAMPLE_COUNTS
+    assert official["SUBSET_MAPPING"] == rewardbench.SUBSET_MAPPING
+    utils = ast.parse((root / "utils.py").read_text())
+    (function,) = [n for n in utils.body if isinstance(n, ast.FunctionDef) and n.name == "calculate_scores_per_section"]
+    namespace: dict = {}
+    exec(compile(ast.Module([function], type_ignores=[]), "rewardbench/utils.py", "exec"), namespace)
+    rng = random.Random(0)
+    items, predictions = [], []
+    for subset in official["EXAMPLE_COUNTS"]:
+        for i in range(rng.randint(1, 6)):
+            items.append(BenchItem(id=f"{subset}-{i}", prompt=[], responses=["a", "b"], better=0, category=subset))
+            predictions.append({"id": f"{subset}-{i}", "scores": [rng.random(), rng.random()]})
+    ours = rewardbench.metrics(items, predictions)
+    theirs = namespace["calculate_scores_per_section"](
+        official["EXAMPLE_COUNTS"], official["SUBSET_MAPPING"], ours["per_subset"]
+    )
+    assert ours["sections"] == pytest.approx(theirs)

@@ -87,15 +87,31 @@ def test_freeze_vision_freezes_the_tower_not_the_projector():
     assert all(p.requires_grad for n, p in model.named_parameters() if ".visual.merger." in n)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(synth_dir):
-    grads = []
+def _counted(forward, runs: list):
+    def counting(*args, **kwargs):
+        runs.append(forward)
+        return forward(*args, **kwargs)
+
+    return counting
+
+
+def test_gradient_checkpointing_recomputes_the_layers_and_gives_the_same_gradients(synth_dir):
+    grads, calls = [], []
     for gc in ("false", "true"):
         model, processor = build_model(compose([f"backbone.gradient_checkpointing={gc}"]))
         model.train()
+        layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+        runs = []  # each decoder layer's MLP run (a recomputation reruns it; module hooks stay silent then)
+        for layer in layers:
+            layer.mlp.forward = _counted(layer.mlp.forward, runs)
         chosen, rejected = rewards(model, _batch("qwen2_5_vl", processor, synth_dir))
         bradley_terry_loss(chosen, rejected).backward()
-        grads.append(model.head.net[0].weight.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
+        calls.append((len(runs), len(layers)))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert calls[0] == (calls[0][1], calls[0][1]) and calls[1] == (2 * calls[1][1], calls[1][1])  # recomputed once
+    assert grads[0].keys() == grads[1].keys() and any(n.startswith("backbone.") for n in grads[0])
+    for name in grads[0]:  # the backbone's gradients too, not only the head's
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_a_local_checkpoint_directory_loads_through_the_real_loader(synth_dir, tmp_path):

@@ -112,3 +112,45 @@ def test_a_sweep_links_each_policy_run_to_the_runs_it_reads():
     assert hybrid.value("rl.policy") == sft.signature and hybrid.value("rl.reward_model") == rm.signature
     assert pairwise.value("rl.reward_model") == judge.signature
     assert [j.is_downstream for j in (sft, rm, judge, hybrid, pairwise)] == [False, False, False, True, True]
+
+
+@pytest.fixture(scope="module")
+def reward_model_run(tmp_path_factory, synth_dir):
+    """A naive reward model on the text pairs (a few steps: what the policy runs below score with)."""
+    where = tmp_path_factory.mktemp("rm")
+    cfg = compose([f"paths.runs={where}", f"data_mix.synth.dir={synth_dir}", "run.progress=false", "tracking=disabled",
+                   "backbone=qwen2_5", "data_mix=synth_text", "train.max_steps=2", "eval.benchmarks=[]",
+                   "data_mix.val_pairs=0"])  # fmt: skip
+    return run_config(cfg).path
+
+
+ONE_STEP = ["rl.steps=1", "rl.prompts_per_step=2", "rl.group_size=2", "rl.eval_prompts=4", "run.save_every=0"]
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        ["rl=grpo"],
+        ["rl=dapo", "rl.max_gen_batches=1"],
+        ["rl=gtpo"],
+        ["rl=grpo_s"],
+        ["rl.reward=model"],
+        ["rl.reward=hybrid"],
+        ["rl.reward=pairwise"],
+    ],
+    ids=["grpo", "dapo", "gtpo", "grpo_s", "model", "hybrid", "pairwise"],
+)
+def test_every_algorithm_and_reward_kind_runs_a_policy_step(choice, rl_overrides, reward_model_run):
+    rm = [f"rl.reward_model={reward_model_run}"] if any("reward=" in c for c in choice) else []
+    run = run_config(compose([*rl_overrides, *ONE_STEP, *choice, *rm]))
+    assert run.status()["state"] == "done"
+    (row,) = [json.loads(line) for line in run.history.read_text().splitlines()]
+    assert row["step"] == 1 and all(torch.isfinite(torch.tensor(v)) for k, v in row.items() if k.startswith("rl/"))
+
+
+def test_a_multimodal_policy_takes_a_step(workdir):
+    run = run_config(compose([*workdir, "tracking=disabled", "stage=rl", "backbone=qwen2_5_vl", "data_mix=synth_mm",
+                              "rl.max_new_tokens=4", *ONE_STEP]))  # fmt: skip
+    assert run.status()["state"] == "done"
+    (row,) = [json.loads(line) for line in run.history.read_text().splitlines()]
+    assert row["step"] == 1 and "rl/entropy" in row

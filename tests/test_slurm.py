@@ -1,10 +1,12 @@
 """The real scheduler: a single-node SLURM cluster (`make slurm-up`), driven through `rmlab sweep --launcher slurm`.
 
-Skipped when no cluster answers (`make test` starts one first). Jobs use one CPU each, so two run at a time here.
+Skipped when no cluster answers (`make test` starts one first, and names the skipped tests); under
+RMLAB_REQUIRE_SLURM=1 (set by `.ci/run`) they fail instead. Jobs use one CPU each, so two run at a time here.
 """
 
 import glob
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -30,8 +32,11 @@ def _cluster_up() -> bool:
 
 @pytest.fixture(autouse=True)
 def _needs_slurm():
-    if not _cluster_up():
-        pytest.skip("no SLURM cluster answers (make slurm-up)")
+    if _cluster_up():
+        return
+    if os.environ.get("RMLAB_REQUIRE_SLURM") == "1":  # CI (.ci/run): the only coverage of the real scheduler
+        pytest.fail("no SLURM cluster answers and RMLAB_REQUIRE_SLURM=1: `make slurm-up` did not start one")
+    pytest.skip("no SLURM cluster answers (make slurm-up needs root and apt)")
 
 
 def _read(pattern: str) -> str:

@@ -234,3 +234,27 @@ def test_a_streamed_run_trains_logs_its_composition_and_resumes_from_loader_stat
     b, _ = load_reward_model(resumed.model)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+
+
+def test_a_malformed_line_in_a_streamed_source_is_counted_and_the_stream_goes_on(sources, encoder, tmp_path):
+    lines = Path(sources[1].path).read_text().splitlines(keepends=True)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join([lines[0], "{not json\n", *lines[1:]]))
+    stream = _stream([Source("text", "ultrafeedback", str(broken))], encoder, window=4)
+    served = [next(stream) for _ in range(len(lines) + 5)]  # through the bad line and into the next epoch
+    assert len(served) == len(lines) + 5 and stream.validator.report.rejected["malformed_json"] >= 1
+    assert "line 2: malformed JSON" in stream.validator.summary()["examples"]["malformed_json"][0]
+
+
+def test_a_source_smaller_than_the_shares_is_left_out_of_the_shares_without_its_rows(sources, encoder, tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_text(Path(sources[1].path).read_text().splitlines(keepends=True)[0])
+    mix = [Source("one", "ultrafeedback", str(one)), sources[1]]
+    streams = [_stream(mix, encoder, share=Share(k, 2), weighting="uniform") for k in range(2)]
+    served = [[next(s).source for _ in range(30)] for s in streams]
+    assert "one" in served[0] and "one" not in served[1] and streams[1].empty == {"one"}
+    resumed = _stream(mix, encoder, share=Share(1, 2), weighting="uniform")
+    resumed.load_state_dict(json.loads(json.dumps(streams[1].state_dict())))
+    assert [next(resumed).id for _ in range(5)] == [next(streams[1]).id for _ in range(5)]
+    with pytest.raises(DataError, match="fewer rows than there are loader processes"):
+        next(_stream(mix[:1], encoder, share=Share(1, 2)))

@@ -118,6 +118,32 @@ class _RecordedApi:
         return [r for r in self._runs if r.group == filters["group"]]
 
 
+def test_the_online_reader_reads_runs_as_wandbs_public_api_gives_them():
+    """Runs written by hand in the shape of `wandb.apis.public.Run` (config and summary_metrics as the API returns
+    them: `_wandb`, `_runtime`, `_step`, `_timestamp` beside the logged keys; nested dicts for nested metrics;
+    states finished, crashed, failed, running), nothing derived from rmlab's own readers."""
+    from types import SimpleNamespace
+
+    def api_run(run_id, state, accuracy):
+        return SimpleNamespace(
+            id=run_id, name=f"name-{run_id}", group="online", job_type="reward_model", tags=["head=linear", "seed=0"],
+            config={"head": {"name": "linear"}, "run": {"seed": 0}, "_wandb": {"cli_version": "0.31.0"}},
+            summary_metrics={"eval": {"set": {"accuracy": accuracy}}, "_runtime": 41.5, "_step": 12,
+                             "_timestamp": 1764633600.0, "_wandb": {"runtime": 41}},
+            state=state,
+        )  # fmt: skip
+
+    api = _RecordedApi([api_run("a", "finished", 61.0), api_run("b", "crashed", 55.0), api_run("c", "running", 1.0)])
+    frame = runs_frame(read_online("rmlab", "online", api=api)).set_index("id")
+    assert api.calls == [("rmlab", {"group": "online"})]
+    assert frame["state"].to_dict() == {"a": "done", "b": "failed", "c": "running"}
+    assert frame.loc["a", "exit_code"] == 0 and frame.loc["b", "exit_code"] == 1
+    assert frame.loc["c", "exit_code"] is None or frame.loc["c", "exit_code"] != frame.loc["c", "exit_code"]  # NaN
+    assert frame["summary.eval/set/accuracy"].to_dict() == {"a": 61.0, "b": 55.0, "c": 1.0}
+    assert frame.loc["a", "config.head/name"] == "linear" and frame.loc["a", "tags"] == "head=linear,seed=0"
+    assert not [c for c in frame.columns if "_wandb" in c or c.startswith("summary._")]
+
+
 def test_the_online_reader_gives_the_same_frame_as_the_offline_one(offline):
     cfg = compose([*offline, "experiment=online"])
     runs = []
@@ -183,17 +209,23 @@ def test_tables_show_the_papers_numbers_and_our_difference(offline, tmp_path):
     assert "VLRB Reas" in header and "1 n/a" in md  # a metric the run did not log says so
 
 
-def test_reading_again_uses_the_cache_and_sees_a_changed_file(offline, tmp_path):
+def test_reading_again_uses_the_cache_and_sees_a_changed_file(offline, tmp_path, monkeypatch):
+    from rmlab.tracking import runs as runs_module
+
+    parsed = []
+    real = runs_module.read_run_file
+    monkeypatch.setattr(runs_module, "read_run_file", lambda f, **kw: parsed.append(f) or real(f, **kw))
     cfg = compose([*offline, "experiment=cached"])
     run = run_dir(cfg)
     _log_run(cfg, run, {"eval/set/accuracy": 1.0})
-    cache = tmp_path / "cache.pkl"
+    cache = tmp_path / "cache.json"
     first = read_offline(run.path.parent, cache)
-    assert cache.exists() and first[run.signature].summary["eval/set/accuracy"] == 1.0
+    assert cache.exists() and first[run.signature].summary["eval/set/accuracy"] == 1.0 and len(parsed) == 1
+    assert read_offline(run.path.parent, cache) == first and len(parsed) == 1  # unchanged: not parsed again
     shutil.rmtree(run.path / "wandb")
     _log_run(cfg, run, {"eval/set/accuracy": 2.0})  # a rewritten run: another file, other size and time
     assert read_offline(run.path.parent, cache)[run.signature].summary["eval/set/accuracy"] == 2.0
-    assert Path(cache).stat().st_size > 0
+    assert len(parsed) == 2
 
 
 def test_an_average_column_averages_each_runs_own_numbers():

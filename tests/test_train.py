@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import SMOKE, interrupt_after_checkpoint
+from conftest import SMOKE
 
 from rmlab.config.compose import compose
 from rmlab.errors import TrainingDiverged
@@ -35,7 +35,10 @@ def test_micro_batches_cover_every_pair_once_per_epoch():
     seen = [i for step in range(5) for mb in micro_batches(10, 2, 1, step, seed=3) for i in mb]
     assert sorted(seen) == list(range(10))
     assert micro_batches(10, 2, 2, 7, seed=3) == micro_batches(10, 2, 2, 7, seed=3)  # pure function of step
-    assert micro_batches(10, 4, 1, 2, seed=3)[0][:2] != []  # crosses the epoch boundary without a short batch
+    crossing = micro_batches(10, 4, 1, 2, seed=3)[0]  # pairs 8-11 of a 10-pair set: the epoch boundary
+    assert len(crossing) == 4 and len(set(crossing[2:])) == 2  # a full batch: 2 pairs of the next epoch fill it
+    epoch0 = [i for step in range(2) for mb in micro_batches(10, 4, 1, step, seed=3) for i in mb] + crossing[:2]
+    assert sorted(epoch0) == list(range(10))  # and its first 2 end the first epoch
 
 
 def test_warmup_then_cosine_to_zero_or_constant():
@@ -51,12 +54,22 @@ def test_resumed_run_ends_with_the_same_weights(workdir, tmp_path, monkeypatch):
 
     other = [o.replace(str(tmp_path / "runs"), str(tmp_path / "runs2")) for o in workdir]
     cfg = compose([*other, *SHORT])
-    restore = interrupt_after_checkpoint(monkeypatch, step=8)  # as if SLURM stopped the job right after it
+    real_step, calls = recipe.train_step, []
+
+    def killed_at_step_10(*args, **kwargs):  # as if the job were killed two steps after the checkpoint of step 8
+        calls.append(1)
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "train_step", killed_at_step_10)
     with pytest.raises(KeyboardInterrupt):
         run_config(cfg)
     run = run_dir(cfg)
     assert run.status()["state"] == "interrupted"
-    restore()
+    logged = [json.loads(line)["step"] for line in run.history.read_text().splitlines() if "train/loss" in line]
+    assert logged == list(range(1, 11))  # steps 9 and 10 logged, then lost with the job
+    monkeypatch.setattr(recipe, "train_step", real_step)
     resumed = run_config(cfg)
     assert resumed.signature == straight.signature and resumed.status()["attempts"] == 2
     a, b = _weights(straight), _weights(resumed)
@@ -64,7 +77,7 @@ def test_resumed_run_ends_with_the_same_weights(workdir, tmp_path, monkeypatch):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(line)["step"] for line in run.history.read_text().splitlines() if "train/loss" in line]
-    assert steps == list(range(1, 13))  # steps 9-12 only once: the resume started after step 8
+    assert steps == list(range(1, 13))  # steps 9-12 once: the redone 9 and 10 replaced the lost ones
 
 
 def test_a_finished_run_is_skipped(workdir):

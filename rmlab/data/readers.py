@@ -37,6 +37,14 @@ class Share:
 WHOLE = Share()
 
 
+@dataclass(frozen=True)
+class MalformedRow:
+    """A line that is not JSON, given in its row's place: the caller counts it (policy skip) or raises its
+    `detail`, which names the file and line (policy fail); one bad line never hides the rest of a file."""
+
+    detail: str
+
+
 class JsonlReader:
     """A jsonl file; a position is the byte offset of the next line and that line's row and line numbers."""
 
@@ -52,30 +60,35 @@ class JsonlReader:
         self._at = dict(at)
         with open(self.path, "rb") as f:
             f.seek(at["offset"])
-            row, line_no, offset = at["row"], at["line"], at["offset"]
+            rows, line_no, offset = at["row"], at["line"], at["offset"]
             for raw in f:
                 offset += len(raw)
                 line_no += 1
                 if not raw.strip():
-                    self._at = {"offset": offset, "row": row, "line": line_no}
+                    self._at = {"offset": offset, "row": rows, "line": line_no}
                     continue
-                index, row = row, row + 1
-                self._at = {"offset": offset, "row": row, "line": line_no}
+                index, rows = rows, rows + 1
+                self._at = {"offset": offset, "row": rows, "line": line_no}
                 if index % self.share.count != self.share.index:
                     continue
                 try:
-                    yield index, json.loads(raw)
+                    row = json.loads(raw)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{self.path}: line {line_no}: malformed JSON ({e.msg})") from None
+                    row = MalformedRow(f"{self.path}: line {line_no}: malformed JSON ({e.msg})")
+                yield index, row
 
     def size(self) -> int:
         with open(self.path, "rb") as f:
             return sum(1 for raw in f if raw.strip())
 
 
+ROW_LISTS = ("data", "train", "test", "validation", "rows", "examples", "instances", "items")  # {"data": [rows]}
+
+
 class JsonReader:
-    """A JSON list of rows (or an object holding one list; JSON lines under a .json name are read as jsonl, as SHP
-    ships them). The file is parsed whole, once; a position is the next row's number."""
+    """A JSON list of rows, an object holding them (under one of ROW_LISTS, or as its only key), or one row alone (any
+    other object); JSON lines under a .json name are read as jsonl, as SHP ships them. The file is parsed whole,
+    once; a position is the next row's number."""
 
     def __init__(self, path: Path, share: Share, data=None):
         self.path, self.share = path, share
@@ -89,17 +102,15 @@ class JsonReader:
             except json.JSONDecodeError as e:
                 raise DataError(f"{self.path}: line {e.lineno}: malformed JSON ({e.msg})") from None
         data = self._data
+        if isinstance(data, dict):
+            held = [v for k, v in data.items() if k in ROW_LISTS and isinstance(v, list)]
+            lone = len(data) == 1 and isinstance(next(iter(data.values())), list)
+            # {"data": [...]} (or one key holding a list) holds the rows; any other object is one row (POVID's
+            # README shows an element so), even with a list-valued field (an mm_rlhf row's list of images)
+            data = held[0] if len(held) == 1 else next(iter(data.values())) if lone else [data]
         if not isinstance(data, list):
-            if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}
-                lists = [v for v in data.values() if isinstance(v, list)]
-                if len(lists) != 1:
-                    raise DataError(
-                        f"{self.path}: a JSON object, not a list of rows (keys: {', '.join(list(data)[:5])})"
-                    )
-                data = lists[0]
-            if not isinstance(data, list):
-                raise DataError(f"{self.path}: not a list of rows")
-            self._data = data
+            raise DataError(f"{self.path}: not a list of rows (nor a row)")
+        self._data = data
         return data
 
     def position(self) -> dict:

@@ -6,11 +6,39 @@ import io
 import re
 import threading
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ARCHIVE_SEP = "::"  # "images.zip::train/0001.jpg": a member of an archive
+
+
+class LazyFrames(Sequence):
+    """A video's frame references, listed when first used (a frame folder is read then, not when its row is): a
+    file of rows loads, and a benchmark's metrics (which need ids and categories, not media) are computed, on a
+    machine without the media. A folder that cannot be listed raises ValueError at that first use."""
+
+    def __init__(self, list_frames: Callable[[], list], where: str):
+        self._list_frames, self.where, self._frames = list_frames, where, None
+
+    @property
+    def frames(self) -> list:
+        if self._frames is None:
+            self._frames = list(self._list_frames())
+        return self._frames
+
+    def __getitem__(self, i):
+        return self.frames[i]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"LazyFrames({self.where})" if self._frames is None else repr(self._frames)
 
 
 @dataclass

@@ -36,6 +36,7 @@ class SourceCursor:
         self._rows: list | None = None  # the current window's (index, row) in serving order
         self._end = None  # the reader's position after the current window
         self._made: list | None = None  # the pairs of the row being served
+        self.empty = False  # the last epoch ended without a row
 
     def state(self) -> dict:
         keys = ("epoch", "number", "start", "taken", "pairs_taken")
@@ -63,6 +64,7 @@ class SourceCursor:
         """The next pair (unchecked), or None at the end of an epoch (the next call starts the next one)."""
         while True:
             if self._rows is None and not self._fill():
+                self.empty = self.number == 0  # not one row in this share (a source smaller than the shares)
                 self.epoch, self.number, self.start, self.taken, self.pairs_taken = self.epoch + 1, 0, None, 0, 0
                 self._rows = None
                 return None
@@ -106,6 +108,7 @@ class ShareStream:
             n: SourceCursor(src, share, seed, window, validator) for src in sources if (n := src.name) in self.weights
         }
         self.draw = random.Random(f"draw-{seed}-{share.index}/{share.count}")
+        self.empty: set[str] = set()  # sources this share has no row of (left out of its draws)
         self.served: Counter = Counter()  # pairs handed out per source
         self.encoded = 0  # pairs encoded by this object (not carried in the state: what this process did)
 
@@ -115,6 +118,7 @@ class ShareStream:
             "share": [self.share.index, self.share.count],
             "draw": [version, list(internal), gauss],
             "cursors": {name: c.state() for name, c in self.cursors.items()},
+            "empty": sorted(self.empty),
             "served": dict(self.served),
             "report": self.validator.report.state_dict(),
         }
@@ -124,6 +128,8 @@ class ShareStream:
             raise ValueError(f"loader state of share {state['share']} given to share {self.share}")
         version, internal, gauss = state["draw"]
         self.draw.setstate((version, tuple(internal), gauss))
+        for name in state["empty"]:
+            self._drop(name)
         for name, cursor_state in state["cursors"].items():
             self.cursors[name].load(cursor_state)
         self.served = Counter(state["served"])
@@ -142,15 +148,29 @@ class ShareStream:
             if pair is not None:
                 self.served[name] += 1
                 return pair
+            if self.cursors[name].empty:  # this share holds none of the source's rows: the others' shares do
+                self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        self.cursors.pop(name)
+        self.empty.add(name)
+        if not self.cursors:
+            raise DataError(
+                f"share {self.share.index + 1} of {self.share.count} holds no row of any source: the sources have "
+                "fewer rows than there are loader processes (lower data_mix.workers)"
+            )
 
     def _next_from(self, name: str) -> EncodedPair | None:
         """The next valid encoded pair of one source; None when a finite stream has finished it."""
-        cursor, epoch_ends = self.cursors[name], 0
+        cursor, epoch_ends, held_out = self.cursors[name], 0, False
         while True:
             pair = cursor.next_pair()
             if pair is None:
                 epoch_ends += 1
-                if self.passes is not None and cursor.epoch >= self.passes:
+                if cursor.empty or self.passes is not None and cursor.epoch >= self.passes:
+                    return None
+                if epoch_ends > 1 and held_out:  # every pair of this share went to validation: as if it had none
+                    cursor.empty = True
                     return None
                 if epoch_ends > 1:
                     raise DataError(
@@ -158,8 +178,11 @@ class ShareStream:
                         f"{self.share.count} (skipped: {self.validator.summary()['pairs_skipped']})"
                     )
                 continue
-            if not self.validator.keep(pair) or (self.exclude and pair_key(pair) in self.exclude):
-                continue  # (a validation pair is never trained on)
+            if not self.validator.keep(pair):
+                continue
+            if self.exclude and pair_key(pair) in self.exclude:
+                held_out = True  # (a validation pair is never trained on)
+                continue
             try:
                 encoded = self.encoder.encode(pair)
             except OverlongPair as e:
@@ -169,12 +192,9 @@ class ShareStream:
             return encoded
 
 
-def source_sizes(sources: list[Source]) -> dict[str, int]:
-    """Rows per source: the source's own `size`, else what its files (or the hub's split info) say."""
-    return {
-        src.name: int(src.size) if src.size else open_reader(src.path, get_adapter(src.adapter)).size()
-        for src in sources
-    }
+def source_size(src: Source) -> int:
+    """A source's rows: its own `size`, else what its files (or the hub's split info) say."""
+    return int(src.size) if src.size else open_reader(src.path, get_adapter(src.adapter)).size()
 
 
 def draw_weights(sources: list[Source], weighting: str) -> dict[str, float]:
@@ -183,13 +203,13 @@ def draw_weights(sources: list[Source], weighting: str) -> dict[str, float]:
         raise ConfigError(f"a source weight is negative: {[(s.name, s.weight) for s in sources]}")
     if str(weighting) == "uniform":
         return {src.name: float(src.weight) for src in sources}
-    sizes = source_sizes(sources)
-    return {src.name: float(src.weight) * sizes[src.name] for src in sources}
+    return {src.name: float(src.weight) * source_size(src) for src in sources}
 
 
 def validation_head(sources: list[Source], encoder, validator: Validator, n_val: int, weights: dict[str, float]):
     """(encoded validation pairs, their content keys): each source's first valid pairs in file order, as many as its
-    share of the draw weights (largest remainders). Training streams skip these pairs by content."""
+    share of the draw weights (largest remainders), at most a fifth of its rows where its size is known (as the held
+    split takes at most a fifth). Training streams skip these pairs by content."""
     total = sum(weights.values())
     if n_val <= 0 or total <= 0:
         return [], frozenset()
@@ -197,6 +217,11 @@ def validation_head(sources: list[Source], encoder, validator: Validator, n_val:
     quota = {name: int(x) for name, x in exact.items()}
     for name in sorted(exact, key=lambda n: quota[n] - exact[n])[: n_val - sum(quota.values())]:
         quota[name] += 1
+    for src in sources:
+        try:
+            quota[src.name] = min(quota.get(src.name, 0), source_size(src) // 5)
+        except DataError:  # a hub stream that does not publish its size: no cap
+            continue
     encoded, keys = [], set()
     for src in sources:
         cursor = SourceCursor(src, WHOLE, 0, 1, validator)  # a window of one row: file order

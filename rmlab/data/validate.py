@@ -1,7 +1,7 @@
 """Checks a pair must pass before training or scoring uses it; nothing is dropped without being counted.
 
-Reasons: `schema` (the adapter could not read the row), `empty_field`, `identical` (chosen == rejected),
-`image_count` (image parts and images disagree), `image_missing`, `image_undecodable`, `image_too_large` (over the
+Reasons: `malformed_json` (a line that is not JSON), `schema` (the adapter could not read the row), `empty_field`,
+`identical` (chosen == rejected), `image_count` (image parts and images disagree), `image_missing`, `image_undecodable`, `image_too_large` (over the
 pixel limit: decompression bombs are refused from the header, before decoding), `overlong` (cannot fit max_length
 without cutting tokens; checked when encoding), `duplicate` (the same prompt, images and replies already came, from
 this source or another: the first one is kept).
@@ -19,6 +19,7 @@ from rmlab.data.records import PreferencePair, count_parts, image_bytes_or_path
 from rmlab.errors import DataError
 
 REASONS = (
+    "malformed_json",
     "schema",
     "empty_field",
     "identical",
@@ -29,6 +30,7 @@ REASONS = (
     "overlong",
     "duplicate",
 )
+ROW_FAULTS = ("malformed_json", "schema")  # counted per row (no pair was made), not per pair
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
@@ -91,7 +93,11 @@ def check_pair(pair: PreferencePair, max_pixels: int = DEFAULT_MAX_PIXELS) -> No
             f"{n_image_parts} image part(s) for {len(pair.images)} image(s), "
             f"{n_video_parts} video part(s) for {len(pair.videos)} video(s)",
         )
-    for ref in [*pair.images, *(frame for video in pair.videos for frame in video)]:
+    try:
+        frames = [frame for video in pair.videos for frame in video]
+    except (ValueError, OSError) as e:  # a video's frame folder listed only now (rmlab.data.records.LazyFrames)
+        raise InvalidPair("image_missing", str(e)) from None
+    for ref in [*pair.images, *frames]:
         _check_image(ref, max_pixels)
 
 
@@ -148,7 +154,7 @@ class Validator:
         return {
             "rows_read": self.report.rows,
             "pairs_read": self.report.pairs,
-            "pairs_kept": self.report.pairs - sum(v for k, v in self.report.rejected.items() if k != "schema"),
+            "pairs_kept": self.report.pairs - sum(v for k, v in self.report.rejected.items() if k not in ROW_FAULTS),
             "pairs_skipped": {r: self.report.rejected.get(r, 0) for r in REASONS if self.report.rejected.get(r)},
             # per source: the share of its checked pairs skipped (invalid, too long, duplicate)
             "skipped_share": {

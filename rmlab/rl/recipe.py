@@ -401,6 +401,7 @@ def train_policy(stage: StageRun) -> None:
         dist.barrier()
     trainer = resume(run.checkpoints, state.policy, optimizer, scheduler, dist)
     start = trainer["step"] if trainer else 0
+    log.rewind(start)  # the steps after the checkpoint are done again: logged once
     initial = json.loads(initial_path.read_text())
     r = cfg.run
     bar = progress(total=int(rl.steps), initial=start, desc=f"rl {run.signature}", enabled=r.progress and dist.is_main)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from rmlab.config.compose import resolved
 from rmlab.config.stages import stage_of
-from rmlab.util.atomic import atomic_write_json
+from rmlab.util.atomic import atomic_write_json, atomic_write_text
 
 MAX_TAG = 64
 
@@ -114,6 +114,22 @@ class RunLogger:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
+
+    def rewind(self, step: int) -> None:
+        """Forget history.jsonl's rows after `step`: a run resumed from the checkpoint of `step` logs the steps after it
+        again, so each step stays once (wandb's attempts are merged the same way when read: rmlab.tracking.offline).
+        A row cut by a crash mid-write goes too."""
+        path = Path(self.run_dir.history)
+        if not self.enabled or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line + "\n")
+            except ValueError:
+                continue
+        atomic_write_text(path, "".join(kept))
 
     def summary(self, values: dict) -> None:
         if not self.enabled:

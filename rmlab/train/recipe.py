@@ -127,6 +127,7 @@ def train_reward_model(stage: StageRun) -> None:
 
     trainer = resume(run.checkpoints, model, optimizer, scheduler, dist)
     start_step = trainer["step"] if trainer else 0
+    log.rewind(start_step)  # the steps after the checkpoint are done again: logged once
     data.start(start_step, trainer.get("rank_state") if trainer else None)
 
     log.summary(

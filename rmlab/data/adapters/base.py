@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmlab.data.readers import WHOLE, hub_id, open_reader, undecoded_features
+from rmlab.data.readers import WHOLE, MalformedRow, hub_id, open_reader, undecoded_features
 from rmlab.data.records import ARCHIVE_SEP, PreferencePair
 from rmlab.errors import DataError
 from rmlab.util.registry import Registry
@@ -147,8 +147,14 @@ class LoadReport:
 
 def make_pairs(spec: AdapterSpec, row: dict, ctx: RowContext, policy: str, report: LoadReport) -> list[PreferencePair]:
     """The pairs the adapter makes of one row. A row it cannot read is an error naming the file and row (policy
-    `fail`) or is counted in `report` under "schema" and gives none (policy `skip`)."""
+    `fail`) or is counted in `report` under "schema" (a line that is not JSON: "malformed_json") and gives none
+    (policy `skip`)."""
     report.rows += 1
+    if isinstance(row, MalformedRow):
+        if policy == "fail":
+            raise DataError(row.detail)
+        report.reject("malformed_json", ctx.where, row.detail)
+        return []
     try:
         made = list(spec.fn(row, ctx))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:

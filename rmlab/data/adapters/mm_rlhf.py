@@ -28,11 +28,11 @@ Not confirmed: data.jsonl's own field names (not documented anywhere public), so
 
 import os
 import zipfile
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from rmlab.data.adapters.base import adapter
-from rmlab.data.records import ARCHIVE_SEP, PreferencePair
+from rmlab.data.records import ARCHIVE_SEP, LazyFrames, PreferencePair
 
 SCHEMA = "id, prompt, chosen, rejected, image (str | list) | video (frame folder), chosen_reason, rejected_reason"
 DEFAULT_NUM_FRAMES = 10  # DPODataset's num_frames_to_sample
@@ -59,6 +59,14 @@ def _frame_files(folder_ref: str) -> list[str]:
         raise ValueError(f"video frame folder not found: {folder_ref}")
     names = sorted(n for n in os.listdir(folder_ref) if n.lower().endswith(FRAME_SUFFIXES))
     return [os.path.join(folder_ref, n) for n in names]
+
+
+def _frames(folder_ref: str, video: str, num_frames: int) -> list:
+    """A video row's sampled frames (listed when the pair is first checked or encoded: rmlab.data.records.LazyFrames)."""
+    frames = _frame_files(folder_ref)
+    if not frames:
+        raise ValueError(f"video frame folder {video} has no image files")
+    return _sample(frames, num_frames)
 
 
 def _sample(frames: list, num_frames: int) -> list:
@@ -100,10 +108,11 @@ def mm_rlhf(row: dict, ctx):
         video = row["video"]
         if not isinstance(video, str):
             raise TypeError(f"video must be a frame folder path, not {type(video).__name__}")
-        frames = _frame_files(ctx.image(video))
-        if not frames:
-            raise ValueError(f"video frame folder {video} has no image files")
-        videos = [_sample(frames, int(ctx.options.get("num_frames", DEFAULT_NUM_FRAMES)))]
+        videos = [
+            LazyFrames(
+                partial(_frames, ctx.image(video), video, int(ctx.options.get("num_frames", DEFAULT_NUM_FRAMES))), video
+            )
+        ]
         parts = [{"type": "video"}]
         category = _top_folder(video) or "video"
     content = parts + [{"type": "text", "text": text}] if parts else text

@@ -17,6 +17,7 @@ from typing import Any
 
 from rmlab.data.adapters.base import AdapterSpec, RowContext
 from rmlab.data.adapters.base import read_rows as data_rows
+from rmlab.data.readers import MalformedRow
 from rmlab.errors import DataError
 from rmlab.util.atomic import atomic_write_text
 from rmlab.util.registry import Registry
@@ -157,6 +158,8 @@ def load_items(
     spec = AdapterSpec(name="benchmark", fn=None, hub_id=hub_id, modality="", schema=schema, hub_kwargs=hub_kwargs)
     items = []
     for index, row in data_rows(path, spec):
+        if isinstance(row, MalformedRow):
+            raise DataError(row.detail)
         ctx = RowContext(path, index, image_root)
         try:
             items.append(to_item(row, ctx))
