@@ -264,3 +264,15 @@ def test_hub_ids_and_configs():
     assert ADAPTERS["mm_rlhf"].hub_id == "yifanzhang114/MM-RLHF"
     assert ADAPTERS["mm_rlhf"].hub_kwargs == {"data_files": "dpo_pairs.jsonl"}  # the pairs, not data.jsonl
     assert {ADAPTERS[n].modality for n in ("mmpr", "r1_reward", "mm_rlhf")} == {"multimodal"}
+
+
+def test_r1_reward_rows_without_an_image_column_take_the_messages_paths(tmp_path):
+    """The training format the R1-Reward README documents has `message`, `question`, `answer` and no `image` key."""
+    import pandas as pd
+
+    row = pd.read_parquet(R1_FILE).to_dict("records")[2]
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({k: (list(v) if k == "answer" else v) for k, v in row.items() if k != "image"}) + "\n")
+    (pair,) = load_pairs("r1_reward", str(path), image_root=str(R1), options={"strip_prefix": R1_PREFIX})
+    assert pair.images == [str(R1 / "RLAIF-V-image" / "cake.png")]
+    assert (pair.chosen, pair.rejected) == ("The cake is orange.", "The cake is white.")

@@ -237,3 +237,27 @@ def test_vlfeedback_malformed_jsonl_line(tmp_path):
     path.write_text("\n".join([lines[0], lines[1], json.dumps(bad)]) + "\n")
     with pytest.raises(DataError, match=r"vlfeedback_80k\.jsonl: line 3: .*completions is a str"):
         load_pairs("vlfeedback", str(path))
+
+
+def test_povid_readme_style_paths_resolve_under_the_coco_folder(tmp_path):
+    """POVID's README gives `./data/coco/COCO_train2014_....jpg` while its scripts pass `--image_folder ./data/coco`:
+    with image_root at the COCO folder, both that form and the bare file name find the image."""
+    rows = json.loads(POVID_FILE.read_text())
+    rows[0]["image"] = "./data/coco/" + Path(rows[0]["image"]).name
+    rows[1]["image"] = Path(rows[1]["image"]).name
+    path = tmp_path / "povid.json"
+    path.write_text(json.dumps(rows))
+    coco = POVID_FILE.parent / "coco"
+    pairs = load_pairs("povid", str(path), image_root=str(coco))
+    assert [p.images for p in pairs] == [[str(coco / "COCO_train2014_000000353952.jpg")],
+                                         [str(coco / Path(rows[1]["image"]).name)]]  # fmt: skip
+    for pair in pairs:
+        _decodes(pair, 1)
+
+
+def test_omnialign_v_category_from_the_hubs_and_the_meta_files_names():
+    from rmlab.data.adapters.omnialign_v import subset_of
+
+    assert subset_of("/data/knowledge.jsonl") == "knowledge" and subset_of("ins_follow.jsonl") == "ins_follow"
+    assert subset_of("/x/DPO_knowledge_gqa9k_art1500_cc3m30k_fixed.jsonl") == "knowledge"
+    assert subset_of("DPO_ins_follow_fixed.jsonl") == "ins_follow" and subset_of("DPO_chartqa.jsonl") == ""

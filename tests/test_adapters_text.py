@@ -244,3 +244,14 @@ def test_a_line_that_is_not_json_is_a_counted_fault_under_skip_and_a_file_line_e
     report = LoadReport()
     assert len(load_pairs("shp", str(path), policy="skip", report=report)) == len(lines)  # the rest all read
     assert report.rejected == {"malformed_json": 1} and report.rows == len(lines) + 1
+
+
+def test_ultrafeedback_completions_without_scores_are_a_counted_fault_not_a_silent_empty_file(tmp_path):
+    row = {"instruction": "Say hi.", "source": "x", "completions": [{"response": "hi"}, {"response": "hello"}]}
+    path = tmp_path / "uf.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=r"line 1: .*2 of 2 completions have no overall_score"):
+        load_pairs("ultrafeedback", str(path))
+    report = LoadReport()
+    assert load_pairs("ultrafeedback", str(path), policy="skip", report=report) == []
+    assert report.rejected == {"schema": 1}

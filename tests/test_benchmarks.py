@@ -378,3 +378,39 @@ def test_rewardbench_sections_equal_the_official_packages_on_the_same_subset_acc
         official["EXAMPLE_COUNTS"], official["SUBSET_MAPPING"], ours["per_subset"]
     )
     assert ours["sections"] == pytest.approx(theirs)
+
+
+RMBENCH_REAL = Path(__file__).parent / "fixtures" / "benchmarks" / "rmbench"
+
+
+@pytest.mark.parametrize(
+    ("name", "domain"),
+    [("chat", "chat"), ("code", "code"), ("safety-refuse", "safety"), ("safety-response", "safety")],
+)
+def test_rmbench_loads_its_released_per_domain_files_field_by_field(name, domain):
+    path = RMBENCH_REAL / f"{name}_filtered.json"
+    rows = json.loads(path.read_text())
+    items = get_benchmark("rmbench").load(str(path))
+    assert len(items) == len(rows) == 3
+    for item, row in zip(items, rows, strict=True):
+        assert item.id == str(row["id"]) and item.category == domain and item.meta["domain"] == name
+        assert item.prompt == [{"role": "user", "content": row["prompt"]}]
+        assert item.responses == row["chosen"] + row["rejected"] and len(item.responses) == 6
+
+
+def test_mmrlhf_reads_its_released_rows_and_scores_them_without_media():
+    path = Path(__file__).parent / "fixtures" / "benchmarks" / "mmrlhf" / "mm_reward_bench.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    items = get_benchmark("mmrlhf").load(str(path))  # no image or frame folder on this machine
+    assert len(items) == len(rows) == 170
+    for item, row in zip(items, rows, strict=True):
+        where = row.get("image") or row.get("video")  # the official rule: first keyword in the image, else video path
+        assert item.category == next((k for k in ("mcq", "long", "short", "safety", "video") if k in where), "")
+        assert (item.id, item.responses) == (row["id"], [row["chosen"], row["rejected"]])
+        assert len(item.videos) == (1 if row.get("video") and not row.get("image") else 0)
+    # chosen scored above rejected on every row but one: acc 169/170; Acc+ counts the ids with every row right
+    predictions = [{"id": r["id"], "scores": [1.0, 0.0]} for r in rows]
+    predictions[0]["scores"] = [0.0, 1.0]
+    m = compute_metrics("mmrlhf", items, predictions, {}, n_boot=0)
+    assert m["acc"] == pytest.approx(100 * 169 / 170)
+    assert m["acc_plus"] == pytest.approx(100 * 45 / 46)

@@ -95,6 +95,22 @@ def test_hub_streams_are_split_by_node_and_resume_from_their_state(sources):
     head = [next(rows)[1]["question"] for _ in range(7)]
     at = json.loads(json.dumps(reader.position()))
     assert head + ids(HubReader("parquet", Share(1, 2), kwargs).rows(at)) == parts[1]
+    assert ids(reader.rows()) == parts[1]  # the next epoch reads the share again (not the loaded state's end)
+
+    # through the loader's worker processes (where `datasets` would split a plain iteration again by worker), as a
+    # registered adapter whose hub dataset is those shards
+    from rmlab.data.adapters import ADAPTERS, adapter
+    from rmlab.data.adapters.rlaif_v import rlaif_v
+
+    if "test_hub_rlaif_v" not in ADAPTERS:
+        adapter("test_hub_rlaif_v", hub_id="parquet", modality="multimodal", schema="rlaif_v", data_files=files)(
+            rlaif_v
+        )
+    hub = [Source("hub", "test_hub_rlaif_v", "hub", size=240)]
+    encoder = PairEncoder(build_tiny("qwen2_5_vl")[1], 512)
+    one = Counter(p.id for p in _one_pass(hub, encoder, 0, 1, 0))
+    ranks = [_one_pass(hub, encoder, r, 2, 2) for r in range(2)]
+    assert sum(one.values()) == 240 and Counter(p.id for p in ranks[0] + ranks[1]) == one
 
 
 def test_sources_are_drawn_by_size_times_weight_or_by_weight_alone(sources, encoder):
@@ -258,3 +274,25 @@ def test_a_source_smaller_than_the_shares_is_left_out_of_the_shares_without_its_
     assert [next(resumed).id for _ in range(5)] == [next(streams[1]).id for _ in range(5)]
     with pytest.raises(DataError, match="fewer rows than there are loader processes"):
         next(_stream(mix[:1], encoder, share=Share(1, 2)))
+
+
+def test_a_judges_items_cross_from_a_loader_process_with_their_images(synth_dir):
+    """Items whose images sit in their parts (a GRM judge item's two orders) travel packed like pairs."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    from rmlab.data.adapters import load_pairs
+    from rmlab.data.loader import MicroBatch
+    from rmlab.paradigms import get_paradigm
+
+    cfg = compose(["paradigm=grm", "tracking=disabled"])
+    grm = get_paradigm("grm")
+    encoder = grm.encoder(build_tiny("qwen2_5_vl")[1], cfg)
+    items = [encoder.encode(p) for p in load_pairs("rlaif_v", str(synth_dir / "rlaif_v" / "train.parquet"), limit=3)]
+    sent = MicroBatch(items, 0, {})
+    got = pickle.loads(ForkingPickler.dumps(sent))
+    for a, b in zip(items, got.pairs, strict=True):
+        for x, y in zip(a.orders, b.orders, strict=True):
+            assert x.vision and x.vision.keys() == y.vision.keys()
+            assert all(torch.equal(x.vision[k], y.vision[k]) for k in x.vision) and x.prompt_ids == y.prompt_ids
+    assert all(o.vision for item in items for o in item.orders)  # the sender's items keep their tensors

@@ -36,35 +36,51 @@ class MicroBatch:
         """Sent from a loader process: every image tensor of the micro-batch copied once into one shared-memory block
         per dtype (torch passes a block, not each tensor: a descriptor and a mapping per block instead of per tensor;
         that per-tensor cost was what kept two workers from doubling throughput)."""
+        holders = [h for item in self.pairs for h in _holders(item)]
         layout, sizes = [], Counter()
-        for pair in self.pairs:
+        for holder in holders:
             entries = []
-            for key, t in pair.vision.items():
+            for key, t in holder.vision.items():
                 entries.append((key, t.dtype, tuple(t.shape), sizes[t.dtype]))
                 sizes[t.dtype] += t.numel()
             layout.append(entries)
         blocks = {dtype: torch.empty(n, dtype=dtype).share_memory_() for dtype, n in sizes.items()}
-        for pair, entries in zip(self.pairs, layout, strict=True):
+        for holder, entries in zip(holders, layout, strict=True):
             for key, dtype, _, at in entries:
-                blocks[dtype][at : at + pair.vision[key].numel()].copy_(pair.vision[key].reshape(-1))
-        stripped = [copy.copy(pair) for pair in self.pairs]
-        for pair in stripped:
-            pair.vision = {}
+                blocks[dtype][at : at + holder.vision[key].numel()].copy_(holder.vision[key].reshape(-1))
+        visions = [holder.vision for holder in holders]
+        try:  # the items copied without their tensors (the blocks carry those)
+            for holder in holders:
+                holder.vision = {}
+            stripped = copy.deepcopy(self.pairs)
+        finally:
+            for holder, vision in zip(holders, visions, strict=True):
+                holder.vision = vision
         return {"pairs": stripped, "share": self.share, "state": self.state, "layout": layout, "blocks": blocks}
 
     def __setstate__(self, packed: dict) -> None:
         self.pairs, self.share, self.state = packed["pairs"], packed["share"], packed["state"]
         blocks = packed["blocks"]
-        for pair, entries in zip(self.pairs, packed["layout"], strict=True):
-            pair.vision = {
+        holders = [h for item in self.pairs for h in _holders(item)]
+        for holder, entries in zip(holders, packed["layout"], strict=True):
+            holder.vision = {
                 key: blocks[dtype][at : at + math.prod(shape)].view(shape) for key, dtype, shape, at in entries
             }
 
     def pin_memory(self) -> MicroBatch:
         """Page-locked image tensors (the DataLoader calls this on GPUs: copies to the device go asynchronously)."""
-        for pair in self.pairs:
-            pair.vision = {k: v.pin_memory() for k, v in pair.vision.items()}
+        for holder in (h for item in self.pairs for h in _holders(item)):
+            holder.vision = {k: v.pin_memory() for k, v in holder.vision.items()}
         return self
+
+
+def _holders(item) -> list:
+    """The parts of an encoded item that hold image tensors (a `vision` dict), in a fixed order: the item itself (a
+    pair, an answer) or its parts (a judge item's two orders)."""
+    if isinstance(getattr(item, "vision", None), dict):
+        return [item]
+    parts = [part for value in vars(item).values() if isinstance(value, list) for part in value]
+    return [h for part in parts if hasattr(part, "__dict__") for h in _holders(part)]
 
 
 class _Shares(IterableDataset):

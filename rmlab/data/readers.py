@@ -5,8 +5,8 @@ A reader yields `(index, row)`: `index` is the row's number in the whole source 
 jsonl file; the row across a folder's parquet shards in name order), so pair ids do not depend on how the source is
 split. `position()` is a small JSON value saying where the next row starts; `rows(position)` starts there.
 
-A source is split into `Share(index, count)` parts that together hold every row once: parquet by row group when it
-has at least as many groups as shares (a process reads only its own groups), otherwise, like jsonl and json, every
+A source is split into `Share(index, count)` parts that together hold every row once: parquet by row group when its
+groups split evenly over the shares (a process reads only its own groups), otherwise, like jsonl and json, every
 `count`-th row (the others' lines are skipped unparsed). A hub dataset is streamed, split with
 `datasets.distributed.split_dataset_by_node`, and positioned with the IterableDataset's own state_dict.
 """
@@ -146,8 +146,12 @@ class ParquetReader:
                 self.groups.append((f, g, start, n))
                 start += n
         self.total = start
-        self.by_group = len(self.groups) >= share.count  # whole row groups per share, else every count-th row
+        # whole row groups per share when they split evenly enough (every share draws its sources at the same rate,
+        # so a share holding more rows would serve each less often), else every count-th row
+        n = len(self.groups)
+        self.by_group = n >= share.count and (n % share.count == 0 or n >= 8 * share.count)
         self._next = 0
+        self._group: tuple[int, list] | None = None  # the row group last read (number, rows)
 
     def position(self) -> dict:
         return {"row": self._next}
@@ -164,8 +168,9 @@ class ParquetReader:
         for number, (f, g, first, n) in enumerate(self.groups):
             if first + n <= start or (self.by_group and not self._mine(number, 0)):
                 continue
-            table = pq.ParquetFile(f).read_row_group(g)
-            for offset, row in enumerate(table.to_pylist()):
+            if self._group is None or self._group[0] != number:  # kept: the next window reads on in the same group
+                self._group = (number, pq.ParquetFile(f).read_row_group(g).to_pylist())
+            for offset, row in enumerate(self._group[1]):
                 index = first + offset
                 if index < start:
                     continue
@@ -210,31 +215,38 @@ class HubReader:
     left encoded. Rows are numbered share by share (`i * count + share`), exact when the split is by row."""
 
     def __init__(self, hub_id: str, share: Share, hub_kwargs: dict):
+        self.hub_id, self.share = hub_id, share
+        self.kwargs = {"split": "train", **hub_kwargs}
+        self.split = self.kwargs["split"]
+        self.ds = self._open()
+        self.info = self.ds.info
+        self._served = 0
+
+    def _open(self):
+        """A fresh stream of this share (each epoch and each resume opens one: a stream keeps the state it loaded)."""
         import datasets
         from datasets.distributed import split_dataset_by_node
 
-        self.hub_id, self.share = hub_id, share
-        kwargs = {"split": "train", **hub_kwargs}
-        ds = datasets.load_dataset(hub_id, streaming=True, **kwargs)
-        self.split = kwargs["split"]
-        self.info = ds.info
+        ds = datasets.load_dataset(self.hub_id, streaming=True, **self.kwargs)
         features = undecoded_features(ds.features)
         if features is not None:
             ds = ds.cast(features)
-        self.ds = split_dataset_by_node(ds, rank=share.index, world_size=share.count) if share.count > 1 else ds
-        self._served = 0
+        count, index = self.share.count, self.share.index
+        return split_dataset_by_node(ds, rank=index, world_size=count) if count > 1 else ds
 
     def position(self) -> dict:
         return {"served": self._served, "state": copy.deepcopy(self.ds.state_dict())}
 
     def rows(self, position: dict | None = None) -> Iterator[tuple[int, dict]]:
+        self.ds = self._open()
         if position:
             self.ds.load_state_dict(position["state"])
         self._served = (position or {}).get("served", 0)
-        for row in self.ds:
+        # `.iter`, not `for row in ds`: inside a DataLoader worker the latter splits the share again by worker
+        for batch in self.ds.iter(batch_size=1):
             index = self._served * self.share.count + self.share.index
             self._served += 1
-            yield index, row
+            yield index, {key: values[0] for key, values in batch.items()}
 
     def size(self) -> int:
         splits = getattr(self.info, "splits", None) or {}

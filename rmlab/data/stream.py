@@ -15,6 +15,7 @@ rest, so resuming at step 50k costs what resuming at step 1 costs.
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 
 from rmlab.data.adapters.base import LoadReport, RowContext, get_adapter, make_pairs
@@ -169,14 +170,13 @@ class ShareStream:
                 epoch_ends += 1
                 if cursor.empty or self.passes is not None and cursor.epoch >= self.passes:
                     return None
-                if epoch_ends > 1 and held_out:  # every pair of this share went to validation: as if it had none
-                    cursor.empty = True
+                if epoch_ends > 1:  # a whole epoch without a pair to serve: this share is left without the source
+                    if not held_out:  # (not only its validation pairs: every one skipped; the counts say why)
+                        print(f"[rmlab] data source {name}: no valid pair in share {self.share.index + 1} of "
+                              f"{self.share.count} (skipped: {self.validator.summary()['pairs_skipped']})",
+                              file=sys.stderr)  # fmt: skip
+                    cursor.empty = True  # (an error here would stop this rank alone: the others would wait)
                     return None
-                if epoch_ends > 1:
-                    raise DataError(
-                        f"data source {name} has no valid pair left to stream in share {self.share.index + 1} of "
-                        f"{self.share.count} (skipped: {self.validator.summary()['pairs_skipped']})"
-                    )
                 continue
             if not self.validator.keep(pair):
                 continue

@@ -10,8 +10,8 @@ PhoenixZ810/OmniAlign-V:playground/meta_json/ominialign_v_dpo.json names the sub
 ins_follow, creation, chart, diagram, poster), one annotation file each.
 
 Mapping: prompt = one user turn with the images (in place when the prompt has exactly one `<image>` per image,
-otherwise the placeholders are dropped and the images go first, as the trainer does); category = the subset, i.e.
-the file's name when it is one of the six subsets (the rows carry no such field), else "";
+otherwise the placeholders are dropped and the images go first, as the trainer does); category = the subset, from
+the file's name (`subset_of`: the rows carry no such field), else "";
 id = the row's id if any, else ctx.row_id.
 
 Not confirmed: the image paths' prefix inside images.tar (resolve them with image_root: the extracted folder or the
@@ -20,6 +20,7 @@ tar itself); whether rows carry an id.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rmlab.data.adapters.base import adapter
@@ -28,6 +29,14 @@ from rmlab.data.records import PreferencePair, content_with_images
 SCHEMA = "prompt, chosen, rejected, image (path or list of paths)"
 SUBSETS = ("knowledge", "ins_follow", "creation", "chart", "diagram", "poster")
 PLACEHOLDER = "<image>"
+
+
+def subset_of(file: str) -> str:
+    """The subset a file holds: its name when that is a subset (the hub's files), else the subset named as an
+    underscore-separated part of it (the repository's meta file names its files so, e.g.
+    `DPO_knowledge_gqa9k_art1500_cc3m30k_fixed.jsonl`), else ""."""
+    stem = Path(file).stem.lower()
+    return next((s for s in SUBSETS if re.search(rf"(?:^|_){s}(?:_|$)", stem)), "")
 
 
 @adapter("omnialign_v", hub_id="PhoenixZ/OmniAlign-V-DPO", modality="multimodal", schema=SCHEMA)
@@ -44,7 +53,6 @@ def omnialign_v(row: dict, ctx):
     images = [ctx.image(r) for r in refs]
     if prompt.count(PLACEHOLDER) != len(images):
         prompt = prompt.replace(PLACEHOLDER, "").strip()
-    stem = Path(ctx.file).stem
     yield PreferencePair(
         id=str(row["id"]) if row.get("id") is not None else ctx.row_id,
         prompt=[{"role": "user", "content": content_with_images(prompt, len(images))}],
@@ -52,5 +60,5 @@ def omnialign_v(row: dict, ctx):
         rejected=rejected,
         images=images,
         source="omnialign_v",
-        category=stem if stem in SUBSETS else "",
+        category=subset_of(ctx.file),
     )

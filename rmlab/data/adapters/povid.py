@@ -65,8 +65,20 @@ def image_refs(row: dict, ctx) -> list:
     return [ctx.image(r) for r in refs]
 
 
+README_FOLDER = "data/coco/"  # the README's element names ./data/coco/COCO_train2014_....jpg; its scripts pass
+# --image_folder ./data/coco: with image_root at the COCO folder, such a path is taken relative to it
+
+
+def _under_coco(ref):
+    if isinstance(ref, str) and ref.removeprefix("./").startswith(README_FOLDER):
+        return ref.removeprefix("./")[len(README_FOLDER) :]
+    return ref
+
+
 @adapter("povid", hub_id="YiyangAiLab/POVID_preference_data_for_VLLMs", modality="multimodal", schema=SCHEMA)
 def povid(row: dict, ctx):
+    if isinstance(row.get("image"), str):
+        row = {**row, "image": _under_coco(row["image"])}
     if "rejected_conversations" in row or "chosen" not in row:
         prompt, chosen, rejected = split_final_turn(
             sharegpt_messages(row["conversations"]), sharegpt_messages(row["rejected_conversations"])

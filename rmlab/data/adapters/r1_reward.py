@@ -121,7 +121,7 @@ def r1_reward(row: dict, ctx):
     video_parts = [p for p in parts if p.get("type") == "video"]
 
     # the image column holds the message's images (one per image part); without it, the message's own paths
-    column = _column_images(row["image"])
+    column = _column_images(row.get("image"))  # absent in the README's training format (its message holds the paths)
     if column and (image_parts or video_parts) and len(column) != len(image_parts):
         raise ValueError(f"{len(column)} image(s) in the image column for {len(image_parts)} image part(s)")
     sources = column or [p.get("image") for p in image_parts]

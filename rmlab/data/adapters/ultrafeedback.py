@@ -20,6 +20,9 @@ SCHEMA = "instruction, completions[{response, overall_score}], source"
 
 def _pairs(row: dict, ctx, min_gap: float):
     scored = [c for c in row["completions"] if c.get("overall_score") is not None]
+    if len(scored) < 2 <= len(row["completions"]):  # (a file without the scores would otherwise read "clean", empty)
+        raise ValueError(f"{len(row['completions']) - len(scored)} of {len(row['completions'])} completions have no "
+                         "overall_score: no pair can be ranked")  # fmt: skip
     base = str(row.get("id") or ctx.row_id)
     k = 0
     for i, c_i in enumerate(scored):

@@ -1,4 +1,5 @@
-"""RM-Bench (THU-KEG/RM-Bench, `data/total_dataset.json`), scored as its README and leaderboard define it.
+"""RM-Bench (THU-KEG/RM-Bench, `data/total_dataset.json` or a per-domain `data/<domain>_filtered.json`), scored as
+its README and leaderboard define it.
 
 Rows: id, prompt, chosen [3], rejected [3] (styles: concise, detailed plain, detailed markdown), domain (chat,
 code, math, safety-refuse, safety-response). Responses in benchmark order: chosen[0..2] then rejected[0..2].
@@ -27,15 +28,18 @@ def _item(row: dict, ctx) -> BenchItem:
     chosen, rejected = list(row["chosen"]), list(row["rejected"])
     if len(chosen) != STYLES or len(rejected) != STYLES:
         raise ValueError(f"{len(chosen)} chosen / {len(rejected)} rejected responses: expected {STYLES} of each")
-    domain = next((d for d in DOMAINS if str(row["domain"]).startswith(d)), None)
+    # total_dataset.json names each row's domain; the per-domain files (`data/<domain>_filtered.json`) name it in
+    # their file name (their `subset` is the source dataset)
+    named = row["domain"] if "domain" in row else Path(ctx.file).stem.removesuffix("_filtered")
+    domain = next((d for d in DOMAINS if str(named).startswith(d)), None)
     if domain is None:
-        raise ValueError(f"domain {row['domain']!r} is none of {', '.join(DOMAINS)}")
+        raise ValueError(f"domain {named!r} is none of {', '.join(DOMAINS)}")
     return BenchItem(
         id=str(row["id"]),
         prompt=[{"role": "user", "content": row["prompt"]}],
         responses=chosen + rejected,
         category=domain,
-        meta={"domain": row["domain"]},
+        meta={"domain": named},
     )
 
 
