@@ -49,3 +49,25 @@ def test_every_cell_of_the_table_has_a_number(experiment, rows, workdir, tmp_pat
         cells = dict(zip(header, row, strict=True))
         assert all(NUMBER.match(cells[h]) for h in ours), f"{row[0]}: {[cells[h] for h in ours]}"
     assert "missing 0" in md and "failed 0" in md
+    assert (tmp_path / "results" / f"{experiment}_curves.png").exists()  # the runs' training curves, per row
+
+
+def test_training_curves_average_each_rows_seeds_step_by_step_with_a_min_max_band(tmp_path):
+    import json
+
+    from rmlab.results.curves import row_curves, to_curves_png
+
+    def run(head, seed, losses, acc=None):
+        folder = tmp_path / f"{head}-{seed}"
+        folder.mkdir()
+        rows = [{"step": s + 1, "train/loss": v, **({"val/pair_accuracy": acc} if acc and s == 1 else {})}
+                for s, v in enumerate(losses)]  # fmt: skip
+        (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 3, "train/lo')
+        return (head,), folder / "history.jsonl"
+
+    curves = row_curves([run("linear", 0, [1.0, 0.5], acc=60.0), run("linear", 1, [0.8, 0.7]), run("mlp", 0, [2.0])])
+    assert curves[("linear",)]["train/loss"] == [(1, 0.9, 0.8, 1.0), (2, 0.6, 0.5, 0.7)]  # mean, min, max per step
+    assert curves[("linear",)]["val/pair_accuracy"] == [(2, 60.0, 60.0, 60.0)]  # only the run that logged it
+    assert curves[("mlp",)] == {"train/loss": [(1, 2.0, 2.0, 2.0)]}  # (the line cut by a crash is skipped)
+    assert to_curves_png("heads", curves, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 0
+    assert not to_curves_png("nothing", {("x",): {}}, tmp_path / "none.png")

@@ -28,6 +28,7 @@ import yaml
 from rmlab.config.compose import experiment_table
 from rmlab.errors import ConfigError
 from rmlab.launch.grid import Job, grid_runs
+from rmlab.results.curves import row_curves, to_curves_png
 from rmlab.tracking.logger import flatten, numeric_leaves
 from rmlab.tracking.offline import RunRecord
 from rmlab.tracking.runs import cache_path, read_offline, read_online, runs_dir
@@ -161,6 +162,7 @@ class Table:
     has_paper: bool
     plot: dict | None
     stale: int = 0
+    histories: list = field(default_factory=list)  # (row, the history.jsonl of one of its runs)
 
 
 def _state(rec: RunRecord | None) -> str:
@@ -224,7 +226,13 @@ def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
     warnings = [w for rec in records.values() for w in rec.warnings]
     plot = dict(spec.plot) if spec.get("plot") else None
     stale = sum(1 for _, is_stale in matched.values() if is_stale)
-    return Table(spec.title, row_keys, [c.name for c in spec.columns], rows, footer, warnings, bool(paper), plot, stale)
+    histories = [  # each job's history.jsonl: its own run's, or the matched earlier run's (same folder of runs)
+        (tuple(job.value(k) for k in row_keys), job.run.path.parent / matched[job.signature][0].id / "history.jsonl")
+        if job.signature in matched else (tuple(job.value(k) for k in row_keys), job.run.history)
+        for job in jobs
+    ]  # fmt: skip
+    columns = [c.name for c in spec.columns]
+    return Table(spec.title, row_keys, columns, rows, footer, warnings, bool(paper), plot, stale, histories)
 
 
 def _fmt(value) -> str:
@@ -409,8 +417,8 @@ def to_png(table: Table, path: Path) -> bool:
 def write_tables(
     experiment: str, out_dir: str | Path = "results", overrides: list[str] = (), source: str = "offline"
 ) -> tuple[str, list[Path]]:
-    """Build the experiment's table from its logged runs; write .md, .tex, .csv (and .png); return the markdown
-    and the files written."""
+    """Build the experiment's table from its logged runs; write .md, .tex, .csv (and .png), and the training curves
+    per row from the runs' histories (`_curves.png`); return the markdown and the files written."""
     import sys
 
     spec = experiment_table(experiment)
@@ -429,4 +437,6 @@ def write_tables(
         written.append(out / f"{experiment}{suffix}")
     if to_png(table, out / f"{experiment}.png"):
         written.append(out / f"{experiment}.png")
+    if to_curves_png(table.title, row_curves(table.histories), out / f"{experiment}_curves.png"):
+        written.append(out / f"{experiment}_curves.png")
     return md, written
