@@ -151,7 +151,6 @@ class ParquetReader:
         n = len(self.groups)
         self.by_group = n >= share.count and (n % share.count == 0 or n >= 8 * share.count)
         self._next = 0
-        self._group: tuple[int, list] | None = None  # the row group last read (number, rows)
 
     def position(self) -> dict:
         return {"row": self._next}
@@ -168,9 +167,8 @@ class ParquetReader:
         for number, (f, g, first, n) in enumerate(self.groups):
             if first + n <= start or (self.by_group and not self._mine(number, 0)):
                 continue
-            if self._group is None or self._group[0] != number:  # kept: the next window reads on in the same group
-                self._group = (number, pq.ParquetFile(f).read_row_group(g).to_pylist())
-            for offset, row in enumerate(self._group[1]):
+            table = pq.ParquetFile(f).read_row_group(g)
+            for offset, row in enumerate(table.to_pylist()):
                 index = first + offset
                 if index < start:
                     continue
@@ -221,6 +219,7 @@ class HubReader:
         self.ds = self._open()
         self.info = self.ds.info
         self._served = 0
+        self._fresh = True  # self.ds not iterated yet: the first epoch reads it as opened
 
     def _open(self):
         """A fresh stream of this share (each epoch and each resume opens one: a stream keeps the state it loaded)."""
@@ -238,7 +237,9 @@ class HubReader:
         return {"served": self._served, "state": copy.deepcopy(self.ds.state_dict())}
 
     def rows(self, position: dict | None = None) -> Iterator[tuple[int, dict]]:
-        self.ds = self._open()
+        if position or not self._fresh:
+            self.ds = self._open()
+        self._fresh = False
         if position:
             self.ds.load_state_dict(position["state"])
         self._served = (position or {}).get("served", 0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import sys
 from collections import Counter
+from itertools import islice
 
 from rmlab.data.adapters.base import LoadReport, RowContext, get_adapter, make_pairs
 from rmlab.data.encode import EncodedPair, OverlongPair
@@ -36,6 +37,7 @@ class SourceCursor:
         self.epoch, self.number, self.start, self.taken, self.pairs_taken = 0, 0, None, 0, 0
         self._rows: list | None = None  # the current window's (index, row) in serving order
         self._end = None  # the reader's position after the current window
+        self._live = None  # the reader's rows, read on window after window (None: open them at `start`)
         self._made: list | None = None  # the pairs of the row being served
         self.empty = False  # the last epoch ended without a row
 
@@ -46,14 +48,12 @@ class SourceCursor:
     def load(self, state: dict) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-        self._rows = self._made = None
+        self._rows = self._made = self._live = None
 
     def _fill(self) -> bool:
-        rows = []
-        for item in self.reader.rows(self.start):
-            rows.append(item)
-            if len(rows) >= self.window:
-                break
+        if self._live is None:  # (a straight run opens its rows once an epoch; a resumed one at the saved start)
+            self._live = self.reader.rows(self.start)
+        rows = list(islice(self._live, self.window))
         self._end = self.reader.position()
         order = list(range(len(rows)))
         where = f"{self.seed}-{self.src.name}-{self.share.index}/{self.share.count}-{self.epoch}-{self.number}"
@@ -67,7 +67,7 @@ class SourceCursor:
             if self._rows is None and not self._fill():
                 self.empty = self.number == 0  # not one row in this share (a source smaller than the shares)
                 self.epoch, self.number, self.start, self.taken, self.pairs_taken = self.epoch + 1, 0, None, 0, 0
-                self._rows = None
+                self._rows = self._live = None
                 return None
             if self._made is None:
                 index, row = self._rows[self.taken]
@@ -192,21 +192,34 @@ class ShareStream:
             return encoded
 
 
-def source_size(src: Source) -> int:
-    """A source's rows: its own `size`, else what its files (or the hub's split info) say."""
-    return int(src.size) if src.size else open_reader(src.path, get_adapter(src.adapter)).size()
+def source_sizes(sources: list[Source]) -> dict[str, int | None]:
+    """Each source's rows, counted once per run: its own `size`, else what its files (or the hub's split info) say;
+    None where a hub stream does not publish its size."""
+    sizes = {}
+    for src in sources:
+        try:
+            sizes[src.name] = int(src.size) if src.size else open_reader(src.path, get_adapter(src.adapter)).size()
+        except DataError:
+            sizes[src.name] = None
+    return sizes
 
 
-def draw_weights(sources: list[Source], weighting: str) -> dict[str, float]:
-    """Each source's draw weight: its `weight`, times its size under `weighting=size`."""
+def draw_weights(sources: list[Source], weighting: str, sizes: dict[str, int | None] | None = None) -> dict[str, float]:
+    """Each source's draw weight: its `weight`, times its size (`source_sizes`) under `weighting=size`."""
     if any(src.weight < 0 for src in sources):
         raise ConfigError(f"a source weight is negative: {[(s.name, s.weight) for s in sources]}")
     if str(weighting) == "uniform":
         return {src.name: float(src.weight) for src in sources}
-    return {src.name: float(src.weight) * source_size(src) for src in sources}
+    sizes = sizes if sizes is not None else source_sizes(sources)
+    unknown = [name for name, n in sizes.items() if n is None]
+    if unknown:
+        raise DataError(f"data sources {unknown}: their size is not published; give each a `size` (rows)")
+    return {src.name: float(src.weight) * sizes[src.name] for src in sources}
 
 
-def validation_head(sources: list[Source], encoder, validator: Validator, n_val: int, weights: dict[str, float]):
+def validation_head(
+    sources: list[Source], encoder, validator: Validator, n_val: int, weights: dict[str, float], sizes: dict
+):
     """(encoded validation pairs, their content keys): each source's first valid pairs in file order, as many as its
     share of the draw weights (largest remainders), at most a fifth of its rows where its size is known (as the held
     split takes at most a fifth). Training streams skip these pairs by content."""
@@ -217,11 +230,9 @@ def validation_head(sources: list[Source], encoder, validator: Validator, n_val:
     quota = {name: int(x) for name, x in exact.items()}
     for name in sorted(exact, key=lambda n: quota[n] - exact[n])[: n_val - sum(quota.values())]:
         quota[name] += 1
-    for src in sources:
-        try:
-            quota[src.name] = min(quota.get(src.name, 0), source_size(src) // 5)
-        except DataError:  # a hub stream that does not publish its size: no cap
-            continue
+    for name, size in sizes.items():
+        if size is not None:  # (a hub stream that does not publish its size: no cap)
+            quota[name] = min(quota.get(name, 0), size // 5)
     encoded, keys = [], set()
     for src in sources:
         cursor = SourceCursor(src, WHOLE, 0, 1, validator)  # a window of one row: file order

@@ -23,7 +23,7 @@ from rmlab.data.adapters.base import LoadReport
 from rmlab.data.cache import encode_cached
 from rmlab.data.loader import StreamLoader
 from rmlab.data.mix import load_train_mix, resolve_sources
-from rmlab.data.stream import ShareStream, draw_weights, validation_head
+from rmlab.data.stream import ShareStream, draw_weights, source_sizes, validation_head
 from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.benchmarks.run import evaluate_configured
@@ -54,9 +54,10 @@ def _streamed_data(cfg: DictConfig, encoder, dist):
     mix: this rank's loader over its shares (rmlab.data.loader), the validation pairs kept out of training."""
     dm = cfg.data_mix
     sources = resolve_sources(dm.train, cfg.datasets)
-    weights = draw_weights(sources, dm.weighting)
+    sizes = source_sizes(sources)
+    weights = draw_weights(sources, dm.weighting, sizes)
     validator = Validator(policy=str(dm.on_invalid), max_pixels=dm.max_image_pixels, dedupe=False)
-    val_set, exclude = validation_head(sources, encoder, validator, dm.val_pairs, weights)
+    val_set, exclude = validation_head(sources, encoder, validator, dm.val_pairs, weights, sizes)
     if cfg.train.batch_size % dist.world_size:
         raise ConfigError(f"train.batch_size {cfg.train.batch_size} does not split over {dist.world_size} processes")
 
