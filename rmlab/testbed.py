@@ -34,55 +34,32 @@ COLOURS = {
 SHAPES = ("circle", "square", "triangle")
 SIDES = ("left", "right")
 OBJECT_COLOURS = {
-    "banana": "yellow",
-    "lemon": "yellow",
-    "sun": "yellow",
-    "corn": "yellow",
-    "grass": "green",
-    "leaf": "green",
-    "frog": "green",
-    "lime": "green",
-    "sky": "blue",
-    "sea": "blue",
-    "sapphire": "blue",
-    "blueberry": "blue",
-    "tomato": "red",
-    "strawberry": "red",
-    "cherry": "red",
-    "ruby": "red",
+    **dict.fromkeys(("banana", "lemon", "sun", "corn", "canary", "daffodil", "sunflower", "egg yolk"), "yellow"),
+    **dict.fromkeys(("grass", "leaf", "frog", "lime", "cucumber", "broccoli", "pea", "emerald"), "green"),
+    **dict.fromkeys(("sky", "sea", "sapphire", "blueberry", "bluebird", "cornflower", "ocean", "denim"), "blue"),
+    **dict.fromkeys(("tomato", "strawberry", "cherry", "ruby", "ladybird", "raspberry", "fire engine", "poppy"), "red"),
 }
 FACT_TEMPLATES = (
     "What colour is a {}?",
     "Which colour does a {} have?",
     "Name the colour of a {}.",
     "A {} is which colour?",
+    "Tell me the colour of a {}.",
+    "What is the colour of a {}?",
+    "Say which colour a {} is.",
+    "Of which colour is a {}?",
 )
+SUM_TEMPLATES = ("What is {}+{}?", "{} plus {} is?", "Add {} and {}.", "Compute {}+{}.")
 COPY_WORDS = (
-    "cat",
-    "dog",
-    "sun",
-    "tree",
-    "book",
-    "fish",
-    "star",
-    "moon",
-    "house",
-    "car",
-    "water",
-    "fire",
-    "apple",
-    "bird",
-    "door",
-    "hand",
-    "road",
-    "ship",
-    "rain",
-    "snow",
-    "milk",
-    "bread",
-    "chair",
-    "table",
+    *("cat", "dog", "sun", "tree", "book", "fish", "star", "moon", "house", "car", "water", "fire"),
+    *("apple", "bird", "door", "hand", "road", "ship", "rain", "snow", "milk", "bread", "chair", "table"),
 )
+COPY_TEMPLATES = ("Repeat the word: {}", "Say the word {}.", "Write back this word: {}", "Echo: {}")
+
+# What the generator writes for a given spec: raised whenever the pairs it draws change, so a testbed on disk
+# from another version is written again and runs trained on the synthetic mixes get new signatures.
+# 2: balanced tasks in every split; the text answers alone say nothing ("Which is smaller?" beside "larger").
+GENERATOR_VERSION = 2
 
 MM_TASKS = ("colour", "shape", "count", "position")
 TEXT_TASKS = ("fact", "compare", "sum", "copy")
@@ -172,7 +149,10 @@ def multimodal_example(rng: random.Random, task: str, size: int) -> dict:
 
 
 def text_example(rng: random.Random, task: str) -> dict:
-    """One instruction + (right answer, wrong answer) where a small model can see the difference."""
+    """One instruction + (right answer, wrong answer) where a small model can see the difference. No property of
+    the answers alone tells them apart: the right answer is as often the larger number as the smaller one, the
+    longer as the shorter, and every answer is right about as often as it is wrong (tests/shortcuts.py measures
+    what each such answer-only shortcut scores on the held-out split). Telling them apart takes the prompt."""
     if task == "fact":
         obj = rng.choice(list(OBJECT_COLOURS))
         right = OBJECT_COLOURS[obj]
@@ -180,16 +160,18 @@ def text_example(rng: random.Random, task: str) -> dict:
         evidence = f"a {obj} is {right}"
     elif task == "compare":
         a, b = rng.sample(range(100), 2)
-        question, right, wrong = f"Which is larger, {a} or {b}?", str(max(a, b)), str(min(a, b))
-        evidence = f"{right} is larger"
+        which, pick = rng.choice((("larger", max), ("smaller", min)))
+        question, right = f"Which is {which}, {a} or {b}?", str(pick(a, b))
+        wrong = str(a + b - int(right))
+        evidence = f"{right} is {which}"
     elif task == "sum":
         a, b = rng.randint(0, 9), rng.randint(0, 9)
-        question, right = f"What is {a}+{b}?", str(a + b)
+        question, right = rng.choice(SUM_TEMPLATES).format(a, b), str(a + b)
         wrong = str(a + b + rng.choice([-2, -1, 1, 2]) if a + b >= 2 else a + b + rng.choice([1, 2]))
         evidence = f"{a}+{b} is {right}"
     elif task == "copy":
         word = rng.choice(COPY_WORDS)
-        question, right, wrong = f"Repeat the word: {word}", word, _other(rng, COPY_WORDS, word)
+        question, right, wrong = rng.choice(COPY_TEMPLATES).format(word), word, _other(rng, COPY_WORDS, word)
         evidence = f"the word is {word}"
     else:
         raise ValueError(f"unknown text task {task!r}; known: {', '.join(TEXT_TASKS)}")
@@ -202,22 +184,25 @@ def critiques(ex: dict) -> tuple[str, str]:
 
 
 def _unique(rng: random.Random, n: int, tasks: tuple[str, ...], make, seen: set) -> list[dict]:
-    """n examples, cycling through the tasks, none equal to another or to one in `seen` (which also holds the
-    other split's, so the held-out split never repeats a training pair). A task whose space runs out yields to
-    the others."""
+    """n examples, the tasks taking turns, none equal to another or to one in `seen` (which also holds the other
+    splits', so the held-out split never repeats a training pair). A task is drawn again until it gives an unseen
+    example, so every split holds the tasks in the same proportions; only a task whose space has run out (1,000
+    draws in a row already seen) yields its turns to the others."""
     out: list[dict] = []
-    misses, i = 0, 0
+    live = list(tasks)
     while len(out) < n:
-        ex = make(rng, tasks[i % len(tasks)])
-        i += 1
-        key = (ex["question"], ex.get("png"), ex["right"], ex["wrong"])
-        if key in seen:
-            misses += 1
-            if misses > 100 * max(n, 1):
-                raise RuntimeError(f"cannot draw {n} distinct examples from tasks {tasks}")
-            continue
-        seen.add(key)
-        out.append(ex)
+        if not live:
+            raise RuntimeError(f"cannot draw {n} distinct examples from tasks {tasks}")
+        task = live[len(out) % len(live)]
+        for _ in range(1000):
+            ex = make(rng, task)
+            key = (ex["question"], ex.get("png"), ex["right"], ex["wrong"])
+            if key not in seen:
+                seen.add(key)
+                out.append(ex)
+                break
+        else:
+            live.remove(task)
     return out
 
 
@@ -392,20 +377,22 @@ def write_testbed(out: str | Path, spec: SynthSpec | None = None) -> dict:
     write_split("test", spec.mm_test, spec.text_test)
     write_benchmarks(out / BENCHMARKS_DIR, spec, seen_mm, seen_text)
     write_split("val", spec.mm_val, spec.text_val)  # last: adding it changed no other split or benchmark
-    manifest = {"generator": "rmlab.testbed", "spec": spec.__dict__, "counts": counts}
+    manifest = {"generator": "rmlab.testbed", "version": GENERATOR_VERSION, "spec": spec.__dict__, "counts": counts}
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def ensure_testbed(synth) -> None:
     """Write the testbed where a synthetic mix expects it (`data_mix.synth`), once: parallel jobs wait on a lock, and
-    a testbed written with another spec is written again."""
+    a testbed written with another spec or generator version is written again."""
     if synth is None:
         return
     spec = SynthSpec(**{f.name: synth[f.name] for f in fields(SynthSpec)})
     out = Path(synth.dir)
     manifest = out / "MANIFEST.json"
     with file_lock(out.parent / f".{out.name}.lock"):
-        if manifest.exists() and json.loads(manifest.read_text()).get("spec") == spec.__dict__:
-            return
+        if manifest.exists():
+            written = json.loads(manifest.read_text())
+            if written.get("spec") == spec.__dict__ and written.get("version") == GENERATOR_VERSION:
+                return
         write_testbed(out, spec)

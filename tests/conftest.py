@@ -133,8 +133,23 @@ FIXTURE_DATASETS = [
 ]
 
 
+def image_or_text(text: str) -> list[dict]:
+    """The content parts a prompt with at most one `<image>` placeholder becomes: the image where the placeholder is
+    (the text around it kept), or first when there is none (how the adapters and loaders place one image)."""
+    before, marker, after = text.partition("<image>")
+    if not marker:
+        return [{"type": "image"}, {"type": "text", "text": text}]
+    pieces = [before.strip("\n"), None, after.strip("\n")]
+    return [{"type": "image"} if p is None else {"type": "text", "text": p} for p in pieces if p is None or p.strip()]
+
+
 def pytest_terminal_summary(terminalreporter):
-    """One line naming the skipped SLURM tests and why (a user without root cannot start the local cluster)."""
+    """One line naming the skipped SLURM tests and why (a user without root cannot start the local cluster); one
+    line for the skipped vLLM tests (no vLLM environment: `make vllm`)."""
+    vllm = [r for r in terminalreporter.stats.get("skipped", []) if "test_vllm.py" in r.nodeid]
+    if vllm:
+        reason = vllm[0].longrepr[2] if isinstance(vllm[0].longrepr, tuple) else "skipped"
+        terminalreporter.write_line(f"skipped the vLLM tests (tests/test_vllm.py): {reason.removeprefix('Skipped: ')}")
     slurm = [r for r in terminalreporter.stats.get("skipped", []) if "test_slurm.py" in r.nodeid]
     if slurm:
         reason = slurm[0].longrepr[2] if isinstance(slurm[0].longrepr, tuple) else "skipped"

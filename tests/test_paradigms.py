@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from shortcuts import threshold_for
 
 from rmlab.config.compose import compose
 from rmlab.data.adapters import load_pairs
@@ -189,10 +190,13 @@ def test_a_judge_scores_two_response_benchmarks_and_refuses_best_of_n(synth_dir,
         score_items(scorer, rmbench[:2])
 
 
-# Learning: 1000 steps on the default testbed (400 held-out pairs: chance is 50 +- 2.5). Thresholds sit well under
-# what each run scored with its fixed seed on CPU (stated per test) and well above chance. The generative
-# paradigms learn through the LM head and want a higher learning rate than Naive-RM's default 3e-4 here (at 3e-4
-# LongCoT-GRM reached 54.75 and Critic-RM 63.0 on the text pairs; at 1e-3, 90.5 and 66.75).
+# Learning: 1000 steps on the default testbed (400 held-out pairs: chance is 50 +- 2.5). Each test passes only 4
+# standard errors clear of chance and of the best answer-only shortcut on its split (tests/shortcuts.py: the longer
+# answer, 52.1 on the text pairs, so >= 62.1; 53.25 on the multimodal ones, so >= 63.25); a judge read in both orders
+# has a "first response" shortcut of exactly 50. The fixed seed makes each run deterministic on
+# CPU. On the text pairs the judges learn nothing at this size (GRM 50.0 and Critic-RM 49.5 at lr 3e-4, 48.5 and
+# 53.5 at 1e-3; GRM 128 wide and 4 layers still at chance loss after 580 steps): what they scored on the first
+# testbed, 90.5 and 66.75, was its larger-number shortcut. They learn the multimodal pairs (`make test-slow`).
 def _learned(tmp_path, full_synth_dir, *overrides):
     cfg = compose(
         [
@@ -204,10 +208,15 @@ def _learned(tmp_path, full_synth_dir, *overrides):
         ]
     )
     run = run_config(cfg)
-    return json.loads((run.eval_dir(cfg.data_mix.test[0].name) / "metrics.json").read_text())
+    name = cfg.data_mix.test[0].name
+    metrics = json.loads((run.eval_dir(name) / "metrics.json").read_text())
+    best, score, needed = threshold_for(full_synth_dir, name)
+    accuracy = metrics["pair_accuracy"]
+    print(f"{name}: pair accuracy {accuracy}; needed {needed:.2f} (best shortcut: {best}, {score})")
+    assert accuracy >= needed, f"{name}: {accuracy} is not 4 standard errors clear of chance and {best} ({score})"
+    return metrics
 
 
-TEXT = ["backbone=qwen2_5", "data_mix=synth_text", "train.lr=1e-3"]
 # The shapes testbed needs a little more than the smallest tiny Qwen2.5-VL for the judges (at 64 wide and 2 layers
 # the GRM stays at chance); still seconds per 100 steps.
 WIDER_MM = [
@@ -218,38 +227,13 @@ WIDER_MM = [
 ]
 
 
-def test_grm_learns_the_text_pairs_without_a_position_bias(tmp_path, full_synth_dir):
-    # measured: 90.5 (chosen first 90.75, chosen second 91.25)
-    m = _learned(tmp_path, full_synth_dir, "paradigm=grm", *TEXT)
-    assert m["pair_accuracy"] >= 75.0
-    position = m["pair_accuracy_by_position"]
-    assert abs(position["chosen_first"] - position["chosen_second"]) <= 10.0
-
-
-def test_critic_learns_the_text_pairs_from_its_own_critiques(tmp_path, full_synth_dir):
-    # measured: 66.75 (the head follows the critique's verdict, and a tiny model judging one response alone
-    # writes the wrong verdict for a third of them: Critic-RM is the weakest paradigm here, as in BaseReward's
-    # Table 1)
-    m = _learned(tmp_path, full_synth_dir, "paradigm=critic", *TEXT)
-    assert m["pair_accuracy"] >= 57.0
-
-
-@pytest.mark.slow  # 80 s: it writes its reasoning for 400 test pairs (`make test-slow`; its parser and votes are fast)
-def test_longcot_learns_the_text_pairs(tmp_path, full_synth_dir):
-    # measured: 90.5, no unreadable answer
-    m = _learned(tmp_path, full_synth_dir, "paradigm=longcot", *TEXT)
-    assert m["pair_accuracy"] >= 75.0 and m["unreadable"] <= 0.05 * m["n"]
-
-
-# Measured (seed 0, 1000 steps): Critic-RM 87.25 and GRM 75.75 (chosen first 74.25, second 75.25) at the default
-# lr 3e-4 (at 1e-3: 86.25 and 53.0); LongCoT-GRM 61.25 at 1e-3 (49.75 at 3e-4). Naive-RM at this size: 82.0.
+# Measured (seed 0, 1000 steps) on the first testbed, whose multimodal splits held the tasks in slightly uneven
+# shares: Critic-RM 87.25, GRM 75.75 (chosen first 74.25, second 75.25), LongCoT-GRM 61.25, under today's 63.25 (not
+# yet measured on this one).
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("paradigm", "lr", "threshold"), [("critic", 3e-4, 70.0), ("grm", 3e-4, 65.0), ("longcot", 1e-3, 55.0)]
-)
-def test_each_paradigm_learns_the_multimodal_pairs(tmp_path, full_synth_dir, paradigm, lr, threshold):
+@pytest.mark.parametrize(("paradigm", "lr"), [("critic", 3e-4), ("grm", 3e-4), ("longcot", 1e-3)])
+def test_each_paradigm_learns_the_multimodal_pairs(tmp_path, full_synth_dir, paradigm, lr):
     m = _learned(tmp_path, full_synth_dir, f"paradigm={paradigm}", f"train.lr={lr}", *WIDER_MM)
-    assert m["pair_accuracy"] >= threshold
     if paradigm == "grm":
         position = m["pair_accuracy_by_position"]
         assert abs(position["chosen_first"] - position["chosen_second"]) <= 10.0

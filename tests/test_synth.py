@@ -103,3 +103,20 @@ def test_rejected_answers_are_plausible_hallucinations(synth_dir):
     colour = [p for p in pairs if "colour" in p.category]
     assert {p.rejected for p in colour} <= set(COLOURS)
     assert {p.chosen for p in colour} & {p.rejected for p in colour}
+
+
+@pytest.mark.parametrize(
+    ("adapter", "files"), [("ultrafeedback", "ultrafeedback/{}.jsonl"), ("rlaif_v", "rlaif_v/{}.parquet")]
+)
+def test_every_split_holds_the_tasks_evenly_and_no_answer_only_shortcut_works(full_synth_dir, adapter, files):
+    """The held-out split has the training split's task mix (a task whose examples ran out would leave the others
+    to fill the test split), and no property of the two answers alone (larger number, longer answer, each answer's
+    rate of being right in training) scores clear of chance on it."""
+    from shortcuts import shortcut_accuracies
+
+    train, test = (load_pairs(adapter, str(full_synth_dir / files.format(s))) for s in ("train", "test"))
+    for split in (train, test):
+        counts = Counter(p.category for p in split)
+        assert len(counts) == 4 and max(counts.values()) == min(counts.values()), counts
+    scores = shortcut_accuracies(train, test)
+    assert max(scores.values()) <= 50.0 + 2 * 2.5, scores  # two standard errors of 400 pairs

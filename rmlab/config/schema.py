@@ -277,6 +277,28 @@ class BenchmarkLocation:
     options: dict[str, Any] = field(default_factory=dict)  # non-official conventions (e.g. {unparseable: wrong})
 
 
+class GenerationEngine(StrEnum):
+    hf = "hf"  # Hugging Face `generate` in the run's own process
+    vllm = "vllm"  # a vLLM server started on the saved model (rmlab.generation; `make vllm` builds its environment)
+
+
+@dataclass
+class GenerationConfig:
+    """How the critic, GRM and LongCoT paradigms and the policy stage generate (rmlab.generation). Never part of a
+    signature: a run trained or scored with one engine is scored again with the other under the same name."""
+
+    engine: GenerationEngine = GenerationEngine.hf
+    python: str | None = None  # the vLLM environment's python; null: $RMLAB_VLLM_PYTHON, else .venv-vllm/bin/python
+    sync_every: int = 1  # policy stage: optimizer steps between reloads of the policy's weights into the server
+    start_timeout_s: float = 900.0  # how long the server may take to answer /health
+    request_timeout_s: float = 600.0  # one request's limit
+    concurrency: int = 64  # requests in flight at once (the server batches them)
+    kv_cache_gb: float = 1.0  # the CPU build's KV cache (VLLM_CPU_KVCACHE_SPACE)
+    eager: bool = True  # --enforce-eager: no torch.compile warm-up (minutes on a CPU; CUDA graphs off on a GPU)
+    dtype: str = "auto"  # auto: float32 on a CPU (as the hf engine scores there), backbone.dtype on a GPU
+    extra_args: list[str] = field(default_factory=list)  # more `vllm serve` arguments
+
+
 @dataclass
 class EvalConfig:
     model: str | None = None  # `rmlab eval`: a run directory or a saved model directory
@@ -445,6 +467,9 @@ class RMLabConfig:
     experiment: str = "default"
     stage: Stage = Stage.reward_model
     label: str = ""  # a name for this configuration in tables (an experiment's variants set it)
+    # The sweep's grid point this run is ({axis: value}, axis names with "/" for "."): set by rmlab.launch.grid, logged
+    # to wandb (what dashboards group by), never hashed (no stage reads it).
+    sweep: dict[str, Any] = field(default_factory=dict)
     run: RunConfig = field(default_factory=RunConfig)
     paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -458,6 +483,7 @@ class RMLabConfig:
     selfcompare: SelfCompareConfig = field(default_factory=SelfCompareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

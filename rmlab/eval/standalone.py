@@ -12,6 +12,7 @@ from rmlab.errors import ConfigError
 from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.ensemble import build_ensemble
 from rmlab.eval.score import load_scorer, model_dir_of
+from rmlab.generation.engine import generation_engine
 from rmlab.runtime.distributed import init_distributed
 from rmlab.runtime.run_dir import RunDir
 from rmlab.tracking.logger import RunLogger, numeric_leaves
@@ -50,8 +51,12 @@ def run_eval(cfg: DictConfig) -> dict[str, dict]:
         raise ConfigError("eval.data or eval.benchmarks is required when eval.model is a model outside a run")
     out_root = Path(e.out) if e.out else (run_dir or model_dir_of(Path(e.model))[0])
     out_dir_for = lambda name: out_root / "eval" / name  # noqa: E731
-    results = run_scorer.evaluate(sources, out_dir_for)
-    results.update(evaluate_configured(cfg, run_scorer, out_dir_for))
+    model_dir = model_dir_of(Path(e.model))[0]
+    # generation.engine is this command's, whatever the run was trained or first scored with
+    with generation_engine(cfg, run_scorer.model, model_dir, out_root / "vllm", score_cfg=run_scorer.cfg,
+                           processes=dist.world_size):  # fmt: skip
+        results = run_scorer.evaluate(sources, out_dir_for)
+        results.update(evaluate_configured(cfg, run_scorer, out_dir_for))
     if run_dir is not None and e.out is None and dist.is_main:  # the run's own evaluation: into its wandb run
         logged = OmegaConf.merge(run_cfg, {"tracking": {"mode": str(cfg.tracking.mode)}})
         with RunLogger(logged, RunDir(run_dir, run_dir.name, str(run_cfg.experiment))) as log:

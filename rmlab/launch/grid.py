@@ -9,24 +9,34 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from rmlab.config.compose import compose, project_root
+from rmlab.config.compose import adhoc_spec, compose, project_root
 from rmlab.errors import ConfigError
 from rmlab.launch.signature import signature_of
 from rmlab.runtime.run_dir import RunDir
 
 
 def sweep_params(experiment: str, overrides: list[str] = ()) -> dict[str, str]:
-    """`hydra.sweeper.params` of the experiment (after command-line overrides), as key -> sweep string."""
+    """`hydra.sweeper.params` of the experiment (after command-line overrides), as key -> sweep string; for an ad-hoc
+    sweep (`rmlab train -m`), the axes its spec recorded."""
+    spec = adhoc_spec(experiment, overrides)
+    if spec is not None:
+        return {k: str(v) for k, v in (spec.get("sweep") or {}).items()}
     cfg = compose([*overrides], experiment=experiment, with_hydra=True)
     params = cfg.hydra.sweeper.params or {}
     return {k: str(v) for k, v in OmegaConf.to_container(params, resolve=False).items()}
 
 
-def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
-    """Each job's overrides: the cartesian product of the sweep params, expanded as Hydra's basic sweeper does.
+def sweep_key(key: str) -> str:
+    """The name a swept key is logged under, in the config's `sweep` node: without Hydra's `+`/`~` prefixes and with
+    "/" for "." (`run.seed` -> `run/seed`, `+variant/paradigms` -> `variant/paradigms`), so each axis is one key inside
+    `sweep` and `sweep.<name>` addresses it (in tables, and in wandb as `config:sweep.value.<name>`)."""
+    return key.lstrip("+~").replace(".", "/")
 
-    A command-line override of a swept key (`head=linear`) replaces that axis, as in a Hydra multirun.
-    """
+
+def _grid(experiment: str, overrides: list[str] = ()) -> tuple[list[str], list[list[str]]]:
+    """The fixed command-line overrides, and each job's swept part: the cartesian product of the sweep params,
+    expanded as Hydra's basic sweeper does. A command-line override of a swept key (`head=linear`) replaces that
+    axis, as in a Hydra multirun."""
     parser = OverridesParser.create()
     parsed_cli = parser.parse_overrides(list(overrides))
     fixed = [text for text, o in zip(overrides, parsed_cli, strict=True) if not o.is_sweep_override()]
@@ -41,7 +51,13 @@ def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
     for o in parser.parse_overrides([f"{k}={v}" for k, v in axes.items()]):
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
         choices.append([f"{o.get_key_element()}={v}" for v in values])
-    return [[*fixed, *point] for point in itertools.product(*choices)] if choices else [list(fixed)]
+    return fixed, [list(point) for point in itertools.product(*choices)] if choices else [[]]
+
+
+def grid_points(experiment: str, overrides: list[str] = ()) -> list[list[str]]:
+    """Each job's overrides: the fixed command-line ones, then its point of the sweep (see _grid)."""
+    fixed, points = _grid(experiment, overrides)
+    return [[*fixed, *point] for point in points]
 
 
 def _is_plain(override) -> bool:
@@ -57,10 +73,20 @@ def _is_plain(override) -> bool:
 
 class Job:
     """One job of a sweep: its overrides, its config container and signature (cheap), its DictConfig (built when
-    asked for: submitting or training needs it, tables and status do not) and its run directory."""
+    asked for: submitting or training needs it, tables and status do not) and its run directory. `sweep` is its point
+    of the sweep ({sweep_key: value}): it goes into the DictConfig (the config the job runs and logs), not into the
+    container (what the point composes to), and is never hashed."""
 
-    def __init__(self, point, experiment, base: DictConfig, base_container: dict, plain: list[tuple[str, object]]):
-        self.point, self.experiment = point, experiment
+    def __init__(
+        self,
+        point,
+        experiment,
+        base: DictConfig,
+        base_container: dict,
+        plain: list[tuple[str, object]],
+        sweep: dict | None = None,
+    ):
+        self.point, self.experiment, self.sweep = point, experiment, dict(sweep or {})
         self._base, self._plain, self._cfg = base, list(plain), None
         self.container = copy.deepcopy(base_container)
         for key, value in plain:
@@ -90,11 +116,15 @@ class Job:
             cfg = self._base.copy()
             for key, value in self._plain:
                 OmegaConf.update(cfg, key, value, merge=True)
+            if self.sweep:
+                OmegaConf.update(cfg, "sweep", self.sweep, merge=False)
             self._cfg = cfg
         return self._cfg
 
     def value(self, dotted: str):
-        """A config value of this job, resolved (row keys of a table)."""
+        """A config value of this job, resolved (row keys of a table); `sweep.<name>`: its value of that axis."""
+        if dotted.startswith("sweep."):
+            return self.sweep.get(dotted.removeprefix("sweep."))
         raw = _get_dotted(self.container, dotted)
         if isinstance(raw, str) and "${" in raw:
             return OmegaConf.select(self.cfg, dotted)
@@ -108,6 +138,18 @@ def _get_dotted(tree, dotted: str):
         if node is None:
             return None
     return node
+
+
+def _has_dotted(tree, dotted: str) -> bool:
+    node = tree
+    for part in dotted.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
 
 
 def _set_dotted(tree, dotted: str, value) -> None:
@@ -138,8 +180,11 @@ def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
     parser = OverridesParser.create()
     known: dict[str, object] = {}  # each distinct override string parsed once (Hydra's parser is slow)
     base: dict[tuple, tuple[DictConfig, dict]] = {}
+    checked: set[tuple] = set()
     jobs = []
-    for point in grid_points(experiment, overrides):
+    fixed, points = _grid(experiment, overrides)
+    for swept in points:
+        point = [*fixed, *swept]
         for text in point:
             if text not in known:
                 known[text] = parser.parse_overrides([text])[0]
@@ -147,9 +192,14 @@ def grid_runs(experiment: str, overrides: list[str] = ()) -> list[Job]:
         plain = [(o.get_key_element(), o.value()) for o in parsed if _is_plain(o)]
         structural = tuple(text for text, o in zip(point, parsed, strict=True) if not _is_plain(o))
         if structural not in base:
-            cfg = compose(list(structural), experiment=experiment)
+            cfg = compose(list(structural), experiment=experiment, locate=overrides)
             base[structural] = (cfg, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
-        jobs.append(Job(point, experiment, *base[structural], plain))
+        for key, _ in plain:  # a key the config lacks (`train.seed`): composing the point says so, in one line
+            if (structural, key) not in checked and not _has_dotted(base[structural][1], key):
+                compose(point, experiment=experiment, locate=overrides)
+            checked.add((structural, key))
+        sweep = {sweep_key(known[t].get_key_element()): known[t].value() for t in swept}
+        jobs.append(Job(point, experiment, *base[structural], plain, sweep))
     _link_references(jobs)
     return jobs
 

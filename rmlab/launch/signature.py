@@ -6,10 +6,11 @@ same wherever the data lives). So:
 
 - adding a config field with a default renames no run: a value at its default is not in the difference;
 - a value no stage computes with is never hashed: where files live (`paths`, `datasets`, `benchmarks`,
-  `data_mix.synth.dir`), display labels, the hub-id catalogue, tracking, the launcher, evaluation settings, progress,
-  threads and checkpoint frequency (EXCLUDED);
+  `data_mix.synth.dir`), display labels, the hub-id catalogue, tracking, the launcher, evaluation settings, the
+  generation engine, progress, threads and checkpoint frequency (EXCLUDED);
 - changing what a default means would otherwise leave finished runs under a name that no longer fits them: such a key
-  goes in CHANGED_DEFAULTS with a version, which enters the hash of every run that leaves the key at its default.
+  goes in CHANGED_DEFAULTS with a version, which enters the hash of every run that leaves the key at its default;
+- likewise the synthetic testbed's generator version enters the hash of every run on a synthetic mix.
 
 Two ways to the same config (`head=mlp3_silu` or `head.layers=3`) give the same signature.
 """
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from rmlab.config import schema
 from rmlab.config.stages import stage_of
 from rmlab.runtime.run_dir import RunDir
+from rmlab.testbed import GENERATOR_VERSION
 
 LENGTH = 12
 EXCLUDED = (
@@ -39,6 +41,7 @@ EXCLUDED = (
     "launcher",
     "tracking",
     "eval",
+    "generation",
     "table",
     "backbone.hub_ids",
     "data_mix.synth.dir",
@@ -147,6 +150,8 @@ def payload_of(container: dict) -> dict:
     }
     if at_default:
         payload["changed_defaults"] = at_default
+    if isinstance(_get(read, "data_mix.synth"), dict):
+        payload["testbed_version"] = GENERATOR_VERSION  # new synthetic pairs: runs on them are new runs
     return payload
 
 

@@ -58,7 +58,10 @@ show shows shown see seen look looks there here large larger largest small small
 repeat word words say said answer answers question questions true false right wrong correct incorrect better worse
 banana lemon grass leaf sky sea tomato strawberry apple orange cat dog sun tree book fish moon house car water fire
 what is the colour of the shape? what shape is in the image? how many shapes are there? is the shape on the left or on
-the right? which is larger? what is? repeat the word: you are a helpful assistant. user assistant system
+the right? which is larger? which is smaller? what is? repeat the word: you are a helpful assistant. user assistant
+system plus add compute tell name say echo write back of these words
+lemon sun corn canary daffodil sunflower egg yolk frog lime cucumber broccoli pea emerald sapphire blueberry bluebird
+cornflower ocean denim cherry ruby ladybird raspberry fire engine poppy
 """
 _BPE_VOCAB = 1000
 

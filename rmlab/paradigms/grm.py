@@ -219,8 +219,12 @@ class GRM(_Judge):
     def score(self, model, items: list[JudgeItem], encoder, cfg) -> list[dict]:
         reads = orders_to_read(items, cfg.paradigm.both_orders)
         seqs = [s for read in reads for s in read]
-        batch = judge_batch(seqs, encoder.tokenizer.pad_token_id, with_end=False)
-        probs = label_probabilities(model(batch), batch).cpu()
+        engine = getattr(model, "generation_engine", None)  # generation.engine=vllm: the server's log-probabilities
+        if engine is not None:
+            probs = engine.label_probabilities(seqs, list(seqs[0].meta["label_ids"]))
+        else:
+            batch = judge_batch(seqs, encoder.tokenizer.pad_token_id, with_end=False)
+            probs = label_probabilities(model(batch), batch).cpu()
         verdicts, k = [], 0
         for read in reads:
             by_position = {}

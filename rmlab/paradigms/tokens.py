@@ -149,7 +149,13 @@ def generate(
     sampled at `temperature` from the full distribution otherwise. Each sample draws from a generator of its own,
     seeded by `seed`, the sequence's content and the sample's number: what a sequence gets does not depend on the
     other sequences of its batch, or on which process of a job generates it. Each is cut before its stop token (after
-    it with `keep_stop`: a policy's rollout, whose stopping is one of its actions)."""
+    it with `keep_stop`: a policy's rollout, whose stopping is one of its actions).
+
+    A model with a `generation_engine` (generation.engine=vllm: rmlab.generation.engine) generates through it, with
+    this contract."""
+    engine = getattr(model, "generation_engine", None)
+    if engine is not None:
+        return engine.generate(seqs, pad_id, stops, max_new_tokens, samples, temperature, seed, keep_stop)
     rows = [s for s in seqs for _ in range(samples)]
     width = max(len(s.prompt_ids) + len(s.opened) for s in rows)
     ids, mask, types = [], [], []

@@ -29,9 +29,9 @@ from rmlab.config.compose import experiment_table
 from rmlab.errors import ConfigError
 from rmlab.launch.grid import Job, grid_runs
 from rmlab.results.curves import row_curves, to_curves_png
-from rmlab.tracking.logger import flatten, numeric_leaves
+from rmlab.tracking.logger import flatten, job_type, numeric_leaves
 from rmlab.tracking.offline import RunRecord
-from rmlab.tracking.runs import cache_path, read_offline, read_online, runs_dir
+from rmlab.tracking.runs import cache_path, config_value, read_offline, read_online, runs_dir
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30, the normal 1.96).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -65,7 +65,8 @@ def record_from_files(run_dir: Path) -> RunRecord | None:
         return None
     status = json.loads(status_file.read_text())
     config_file = run_dir / "config.yaml"
-    config = flatten(yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
+    tree = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
+    config = flatten(tree)
     summary: dict = {}
     if (run_dir / "summary.json").exists():
         summary.update(json.loads((run_dir / "summary.json").read_text()))
@@ -76,7 +77,7 @@ def record_from_files(run_dir: Path) -> RunRecord | None:
     return RunRecord(
         id=status.get("signature", run_dir.name),
         group=status.get("experiment", ""),
-        job_type=status.get("stage", ""),
+        job_type=job_type(tree) if tree else status.get("stage", ""),
         config=config,
         summary=summary,
         exit_code=exit_code,
@@ -113,7 +114,7 @@ def match_runs(jobs: list[Job], records: dict[str, RunRecord], keys: list[str]) 
     for rec in sorted(records.values(), key=lambda r: order.get(r.state, 3)):
         if rec.id in grid:
             continue
-        owners = by_key.get(tuple(_fmt(rec.config.get(k)) for k in keys), [])
+        owners = by_key.get(tuple(_fmt(config_value(rec.config, k)) for k in keys), [])
         if len(owners) == 1 and owners[0].signature not in found:
             found[owners[0].signature] = (rec, True)
     return found
@@ -421,7 +422,7 @@ def write_tables(
     per row from the runs' histories (`_curves.png`); return the markdown and the files written."""
     import sys
 
-    spec = experiment_table(experiment)
+    spec = experiment_table(experiment, overrides)
     jobs = grid_runs(experiment, overrides)
     if not jobs:
         raise ConfigError(f"experiment {experiment} has no jobs")

@@ -37,6 +37,7 @@ from rmlab.data.mix import load_sources, resolve_sources
 from rmlab.data.records import PreferencePair
 from rmlab.errors import ConfigError
 from rmlab.eval.standalone import load_reward_scorer
+from rmlab.generation.engine import check_one_process, start_engine
 from rmlab.models.reward_model import JudgeModel, load_reward_model
 from rmlab.paradigms.sft import SFT, AnswerEncoder
 from rmlab.paradigms.tokens import Sequence, collate_completions, generate, stop_ids
@@ -146,17 +147,26 @@ class PolicyRun:
         bases = [self.encode(p) for p in prompts]
         samples = 1 if greedy else int(rl.group_size)
         self.policy.eval()
-        outputs = generate(
-            self.module, bases, self.pad_id, self.stops, int(rl.max_new_tokens), samples, float(rl.temperature),
-            seed, keep_stop=True,
-        )  # fmt: skip
+        engine = getattr(self.module, "generation_engine", None)
+        if engine is not None:  # generation.engine=vllm: the server's log-probabilities too (the gap is logged)
+            outputs, logps = engine.generate_with_logprobs(
+                bases, self.stops, int(rl.max_new_tokens), samples, float(rl.temperature), seed, keep_stop=True
+            )
+        else:
+            outputs = generate(
+                self.module, bases, self.pad_id, self.stops, int(rl.max_new_tokens), samples, float(rl.temperature),
+                seed, keep_stop=True,
+            )  # fmt: skip
+            logps = [[None] * len(group) for group in outputs]
         seqs, texts, lengths = [], [], []
-        for base, group in zip(bases, outputs, strict=True):
-            for tokens in group:
+        for base, group, group_logps in zip(bases, outputs, logps, strict=True):
+            for tokens, lp in zip(group, group_logps, strict=True):
                 answer = [t for t in tokens if t not in self.stops]
                 texts.append(self.tokenizer.decode(answer))
                 lengths.append(len(tokens))
-                seqs.append(Sequence(base.prompt_ids, base.prompt_token_types, base.vision, base.before, tokens, []))
+                meta = {} if lp is None else {"engine_logp": lp}
+                seqs.append(Sequence(base.prompt_ids, base.prompt_token_types, base.vision, base.before, tokens, [],
+                                     meta))  # fmt: skip
         return seqs, texts, lengths
 
     def rewards(self, prompts: list[Prompt], texts: list[str], lengths: list[int]) -> list[float]:
@@ -241,6 +251,7 @@ class PolicyRun:
             self.policy.eval()
             old_logp, entropy, mask = self.token_stats(self.policy, batch.seqs)
             ref_logp = self.token_stats(self.reference, batch.seqs)[0] if self.reference is not None else None
+        gap = engine_gap(batch.seqs, old_logp, mask)
         # advantages of the whole batch (a group is on one process; batch-wide scopes and normalizers are not)
         rows = dist.gather([(int(gid), float(r), m.tolist(), e.tolist())
                             for gid, r, m, e in zip(batch.group, batch.rewards, mask.cpu(), entropy.cpu(), strict=True)])  # fmt: skip
@@ -314,6 +325,7 @@ class PolicyRun:
             "response_length": float(everything.mask.sum(1).mean()) if n_all else 0.0,
             "groups": float(len({row[0] for row in rows})),
             "groups_dropped": float(batch.groups_dropped),
+            **gap,
         }
 
     # ----------------------------------------------------------------------------------------------- evaluate
@@ -358,6 +370,25 @@ class PolicyRun:
         return out
 
 
+def engine_gap(seqs: list[Sequence], old_logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """How far the generation engine's log-probabilities of the rollouts' tokens (generation.engine=vllm) are from
+    the trainer's, which the importance ratio uses: the mean and largest absolute difference over the tokens both
+    have (empty when the rollouts carry none)."""
+    diffs = []
+    for i, s in enumerate(seqs):
+        lp = s.meta.get("engine_logp")
+        if lp is None:
+            continue
+        engine = torch.tensor([float("nan") if v is None else v for v in lp], dtype=torch.float64)
+        n = min(len(engine), int(mask[i].sum()))
+        d = (engine[:n] - old_logp[i, :n].double().cpu()).abs()
+        diffs.append(d[~d.isnan()])
+    if not diffs or not sum(len(d) for d in diffs):
+        return {}
+    d = torch.cat(diffs)
+    return {"engine_logp_gap": float(d.mean()), "engine_logp_gap_max": float(d.max())}
+
+
 def _padded(flat: torch.Tensor, seqs: list[Sequence], width: int) -> torch.Tensor:
     """Flat per-target values (collate_completions' order) as (N, width), zero-padded."""
     out = flat.new_zeros(len(seqs), width)
@@ -385,11 +416,42 @@ def load_policy(cfg: DictConfig):
 
 
 def train_policy(stage: StageRun) -> None:
-    """The stage's body: evaluate the starting policy (once), train it (or resume), save it, evaluate it again."""
-    cfg, run, log, dist = stage.cfg, stage.run, stage.log, stage.dist
-    rl = cfg.rl
+    """The stage's body: evaluate the starting policy (once), train it (or resume), save it, evaluate it again.
+
+    With generation.engine=vllm a vLLM server on the starting policy (saved under vllm/policy) generates every
+    rollout and answer; the policy's weights reach it every `generation.sync_every` optimizer steps (and before the
+    final evaluation) as a reload from a saved directory (rmlab.generation.engine.VLLMEngine.sync_from). The old
+    log-probabilities and entropies are the trainer's own, so the importance ratio is the trainer's; the server's
+    log-probabilities of the same tokens are logged beside them (`rl/engine_logp_gap`)."""
+    cfg, run, dist = stage.cfg, stage.run, stage.dist
     strategy = Strategy.for_config(cfg, dist)
     state = PolicyRun(cfg, strategy)
+    engine = None
+    if str(cfg.generation.engine) == "vllm":  # a server on the starting policy; its weights reloaded as it learns
+        check_one_process(dist.world_size)
+        served = state.module.save(run.path / "vllm" / "policy", state.encoder.processor)
+        engine = start_engine(state.module, state.encoder.processor, served, run.path / "vllm", cfg, True)
+    try:
+        _train_policy(stage, state, strategy, engine)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _train_policy(stage: StageRun, state: PolicyRun, strategy: Strategy, engine) -> None:
+    cfg, run, log, dist = stage.cfg, stage.run, stage.log, stage.dist
+    rl = cfg.rl
+    synced = 0  # the step whose weights the server holds (engine=vllm)
+    every = max(1, int(cfg.generation.sync_every))
+
+    def sync(step: int) -> dict[str, float]:
+        nonlocal synced
+        if engine is None or step == synced:
+            return {}
+        seconds = engine.sync_from(state.module, run.path / "vllm")
+        synced = step
+        return {"sync_seconds": seconds}
+
     params = [p for p in state.policy.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, float(rl.lr), float(rl.weight_decay))
     scheduler = make_scheduler(optimizer, "constant", int(rl.steps), 0.0)
@@ -401,6 +463,7 @@ def train_policy(stage: StageRun) -> None:
         dist.barrier()
     trainer = resume(run.checkpoints, state.policy, optimizer, scheduler, dist)
     start = trainer["step"] if trainer else 0
+    sync(start)  # a resumed policy: the server gets its weights
     log.rewind(start)  # the steps after the checkpoint are done again: logged once
     initial = json.loads(initial_path.read_text())
     r = cfg.run
@@ -409,6 +472,7 @@ def train_policy(stage: StageRun) -> None:
     with CheckpointWriter(run.checkpoints, r.keep_checkpoints, dist) as writer:
         for step in range(start, int(rl.steps)):
             started = time.perf_counter()
+            synced_now = sync(step) if step - synced >= every else {}
             batch = state.collect(step)
             if not batch.groups_kept:
                 log.log({"rl/groups": 0.0, "rl/groups_dropped": float(batch.groups_dropped)}, step=step + 1)
@@ -416,6 +480,8 @@ def train_policy(stage: StageRun) -> None:
             else:
                 metrics = state.update(batch, optimizer)
                 metrics["seconds"] = time.perf_counter() - started
+                if engine is not None:
+                    metrics.update(synced_now, weights_lag=float(step - synced))
                 log.log({f"rl/{k}": v for k, v in metrics.items()}, step=step + 1)
             done = step + 1
             bar.update(1)
@@ -436,6 +502,7 @@ def train_policy(stage: StageRun) -> None:
     if dist.is_main:
         state.module.save(run.model, state.encoder.processor, full, dtype=strategy.dtype)
     del full
+    sync(int(rl.steps))  # the final policy answers the held-out prompts
     results = {}
     for name, out in state.evaluate(int(rl.eval_prompts)).items():
         metrics = {**out["metrics"], **{f"initial_{k}": v for k, v in initial.get(name, {}).items() if k != "n"}}

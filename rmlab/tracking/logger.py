@@ -1,11 +1,12 @@
 """Run logging: wandb (offline by default) with the project's naming conventions, plus the run's own JSON files.
 
-One wandb run per run directory: project from config, group = experiment, job_type = stage, name = the stage's
-axis values, tags = `stage=...` and the axis values (each <= 64 characters), config = the flattened resolved config,
-id = signature, resume allowed (a resumed attempt, or `rmlab eval` rescoring the run, continues it), always
-finished. `history.jsonl` and `summary.json` in the run directory carry the same numbers, as a second source that
-needs no wandb reader. Only rank 0 logs. The API key is never written anywhere: wandb reads it from its own
-environment.
+One wandb run per run directory: project from config, group = experiment, job_type = what the run is (its stage; `sft`
+for a policy's supervised warm start, which the reward-model stage trains), name = the stage's axis values, tags =
+`stage=...` and the axis values (each <= 64 characters), config = the flattened resolved config plus the sweep's grid
+point as one nested `sweep` key (what dashboards group by), id = signature, resume allowed (a resumed attempt, or
+`rmlab eval` rescoring the run, continues it), always finished. `history.jsonl` and `summary.json` in the run
+directory carry the same numbers, as a second source that needs no wandb reader. Only rank 0 logs. The API key is
+never written anywhere: wandb reads it from its own environment.
 """
 
 from __future__ import annotations
@@ -50,6 +51,27 @@ def numeric_leaves(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def job_type(cfg) -> str:
+    """wandb's job_type of a run: its stage, except that a policy's supervised warm start (`paradigm=sft`, trained by
+    the reward-model stage) is `sft`, so runs a dashboard must not mix (policies and reward models; trained models
+    and ensembles, which only score) never share one. `rmlab eval` continues a run under the same job_type."""
+    stage = str(cfg.get("stage") or "reward_model")
+    paradigm = cfg.get("paradigm") or {}
+    return "sft" if stage == "reward_model" and str(paradigm.get("name")) == "sft" else stage
+
+
+def logged_config(cfg: DictConfig) -> dict:
+    """The config a run logs: the resolved config flattened to dotted keys (`head.layers`), and, for a job of a
+    sweep, its grid point as one nested key `sweep` ({axis: value}), which wandb stores as `sweep.value.<axis>`:
+    the address wandb-workspaces gives `Config("sweep.<axis>")`, so a dashboard groups by it."""
+    tree = resolved(cfg)
+    sweep = tree.pop("sweep", None)
+    config = flatten(tree)
+    if sweep:
+        config["sweep"] = sweep
+    return config
+
+
 def axis_values(cfg: DictConfig) -> dict[str, str]:
     """The values of the keys that name a run of the config's stage (rmlab.config.stages)."""
     flat = flatten(resolved(cfg))
@@ -78,10 +100,10 @@ def tags(cfg: DictConfig) -> list[str]:
 
 class RunLogger:
     """Context manager: `with RunLogger(cfg, run) as log: log.log({...}, step=n)`; wandb always finished. The run's
-    stage is its wandb job_type; its signature its id."""
+    stage is its wandb job_type (see job_type); its signature its id."""
 
     def __init__(self, cfg: DictConfig, run):
-        self.cfg, self.run_dir, self.job_type = cfg, run, str(cfg.stage)
+        self.cfg, self.run_dir, self.job_type = cfg, run, job_type(cfg)
         self.enabled = is_rank_zero()
         self.wandb_run = None
         self._summary: dict = {}
@@ -98,7 +120,7 @@ class RunLogger:
                 job_type=self.job_type,
                 name=run_name(self.cfg),
                 tags=tags(self.cfg),
-                config=flatten(resolved(self.cfg)),
+                config=logged_config(self.cfg),
                 id=self.run_dir.signature,
                 resume="allow",
                 mode=mode,

@@ -88,6 +88,16 @@ def read_online(project: str, group: str, entity: str | None = None, api=None) -
     return records
 
 
+def config_value(config: dict, key: str):
+    """A run's recorded value of a dotted config key, logged flat (`head.layers`: rmlab's config) or nested (the
+    `sweep` node: `sweep.head` is config["sweep"]["head"]); None if the run has none."""
+    if key in config:
+        return config[key]
+    head, sep, rest = key.partition(".")
+    node = config.get(head) if sep else None
+    return config_value(node, rest) if isinstance(node, dict) else None
+
+
 def _flat(tree: dict, prefix: str) -> dict:
     out = {}
     for k, v in tree.items():

@@ -28,6 +28,7 @@ from rmlab.data.validate import Validator
 from rmlab.errors import ConfigError, TrainingDiverged
 from rmlab.eval.benchmarks.run import evaluate_configured
 from rmlab.eval.score import pair_accuracy, scorer_for
+from rmlab.generation.engine import generation_engine
 from rmlab.models.reward_model import load_reward_model
 from rmlab.paradigms import get_paradigm
 from rmlab.runtime.checkpoint import CheckpointWriter, resume
@@ -152,8 +153,9 @@ def train_reward_model(stage: StageRun) -> None:
         module.save(run.model, processor, state, dtype=strategy.dtype)
     del state
     final = scorer_for(cfg, module, encoder, cfg.run.progress, dist)
-    results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
-    results.update(evaluate_configured(cfg, final, run.eval_dir))
+    with generation_engine(cfg, module, run.model, run.path / "vllm", processes=dist.world_size):
+        results = final.evaluate(resolve_sources(cfg.data_mix.test, cfg.datasets), run.eval_dir)
+        results.update(evaluate_configured(cfg, final, run.eval_dir))
     log.summary(numeric_leaves(results, "eval/"))
 
 

@@ -23,6 +23,9 @@ Relative paths resolve against the source's `image_root` (the unzipped MM-RLHF f
 
 Not the benchmark: MM-RLHF-RewardBench's `mm_reward_bench.jsonl` has the same pair layout but is a separate hub
 dataset (yifanzhang114/MM-RLHF-RewardBench) handled elsewhere; this adapter's hub config reads only dpo_pairs.jsonl.
+Its 170 released rows (tests/fixtures/benchmarks/mmrlhf/, from the same authors) are read through this adapter by
+tests/test_adapters_real.py: the field names, `mcq/`, `long/`, `short/`, `safety/` image paths and `video/<id>` frame
+folders are confirmed on them; their media are not included, which validation counts as `image_missing`.
 Not confirmed: data.jsonl's own field names (not documented anywhere public), so the rank-to-pair rule itself.
 """
 

@@ -26,7 +26,14 @@ category = the annotation file's stem (the meta.json key of that sub-dataset, e.
 Images: the source's `image_root` is the entry's `root` folder, or the joined `images.zip`; in the archive the
 members carry the root's folder, so give it with `options: {root: <meta.json root>}` (joined before each path).
 
-Not confirmed: the exact `root` values inside the v1.2 meta.json (InternVL's v1 example is `MMPR/images/ScienceQA`);
+Confirmed outside the rows: InternVL's own v1.2 debug meta file (OpenGVLab/InternVL,
+internvl_chat_gpt_oss/shell/data/debug_mpo.json; a copy in tests/fixtures/real/mmpr/) has entries named as their
+annotation file's stem with `root` `MMPR-v1.2/images/<source>` and `annotation` `MMPR-v1.2/annotations/<key>.jsonl`;
+the pair builder (internvl_chat/tools/reasoning_data_pipeline/mmpr_data_pipeline_correctness_postprocess.py) writes
+rows {image (`''` when the question has none), question, chosen, rejected, answer_gt}. No released annotation row was
+readable (the hub is not reachable here).
+Not confirmed: the `root` values of every v1.2 sub-dataset (only the M3CoT ones are seen; InternVL's v1 example is
+`MMPR/images/ScienceQA`);
 whether any v1.2 row has `video`; loading from the hub (`path: hub`) reads annotations.zip but cannot resolve
 images, which live in the separate archives.
 """

@@ -6,21 +6,26 @@ knowledge, ins_follow, creation, chart, diagram, poster (.jsonl), and images.tar
 lists no fields. Schema (the official DPO trainer, PhoenixZ810/OmniAlign-V:llava/train/train_dpo.py, DPODataset and
 DPODataCollator): each line is {prompt (a string; the trainer strips every `<image>` and puts one before the text),
 chosen (string), rejected (string), image (a path, or a list of paths, relative to the subset's image root)}.
-PhoenixZ810/OmniAlign-V:playground/meta_json/ominialign_v_dpo.json names the subsets by `data_type` (knowledge,
-ins_follow, creation, chart, diagram, poster), one annotation file each.
+The trainer reads its files through a meta file (train_dpo.py: `json.loads(open(data_args.meta_path).read())`, each
+entry's `annotation` the jsonl and `root` its image folder; `data_type` is only logged). The repository's DPO meta file,
+PhoenixZ810/OmniAlign-V:playground/meta_json/ominialign_v_dpo.json (read at commit 8d96a8b; a copy is in
+tests/fixtures/real/omnialign_v/), names one annotation file per subset with names that do not all contain the
+subset's name (`DPO_Knowledge_instruct40k_fixed.jsonl` holds ins_follow, `DPO_Tqa_qwen_8k_gpt_fixed.jsonl` diagram):
+their data_type is taken from that file (META_FILES), not guessed from the name.
 
 Mapping: prompt = one user turn with the images (in place when the prompt has exactly one `<image>` per image,
-otherwise the placeholders are dropped and the images go first, as the trainer does); category = the subset, from
-the file's name (`subset_of`: the rows carry no such field), else "";
-id = the row's id if any, else ctx.row_id.
+otherwise the placeholders are dropped and the images go first, as the trainer does); category = `options:
+{category: ...}` when given, else the subset: the file's name when it is a hub subset's, else the data_type the meta
+file gives that file name, else ""; id = the row's id if any, else ctx.row_id. Image paths resolve against
+image_root: the meta entry's `root` (`playground/data/`, `playground/data/textbookqa_merge` for diagram) or the
+extracted images.tar.
 
-Not confirmed: the image paths' prefix inside images.tar (resolve them with image_root: the extracted folder or the
-tar itself); whether rows carry an id.
+Not confirmed on rows: no released row was readable (the hub is not reachable here and no repository holds one), so
+the row fields come from the trainer's code; the image paths' prefix inside images.tar; whether rows carry an id.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from rmlab.data.adapters.base import adapter
@@ -28,15 +33,22 @@ from rmlab.data.records import PreferencePair, content_with_images
 
 SCHEMA = "prompt, chosen, rejected, image (path or list of paths)"
 SUBSETS = ("knowledge", "ins_follow", "creation", "chart", "diagram", "poster")
+META_FILES = {  # playground/meta_json/ominialign_v_dpo.json: each DPO annotation file's data_type
+    "DPO_knowledge_gqa9k_art1500_cc3m30k_fixed": "knowledge",
+    "DPO_Knowledge_instruct40k_fixed": "ins_follow",
+    "DPO_Creation10k_fixed": "creation",
+    "DPO_Chartqa_gen_consist_refine11k_fixed": "chart",
+    "DPO_Tqa_qwen_8k_gpt_fixed": "diagram",
+    "DPO_Infovqa_single_gpt_fixed": "poster",
+}
 PLACEHOLDER = "<image>"
 
 
 def subset_of(file: str) -> str:
-    """The subset a file holds: its name when that is a subset (the hub's files), else the subset named as an
-    underscore-separated part of it (the repository's meta file names its files so, e.g.
-    `DPO_knowledge_gqa9k_art1500_cc3m30k_fixed.jsonl`), else ""."""
-    stem = Path(file).stem.lower()
-    return next((s for s in SUBSETS if re.search(rf"(?:^|_){s}(?:_|$)", stem)), "")
+    """The subset a file holds: its name when that is a subset (the hub's files), else the data_type the official
+    meta file gives that annotation file (META_FILES), else ""."""
+    stem = Path(file).stem
+    return stem if stem in SUBSETS else META_FILES.get(stem, "")
 
 
 @adapter("omnialign_v", hub_id="PhoenixZ/OmniAlign-V-DPO", modality="multimodal", schema=SCHEMA)
@@ -60,5 +72,5 @@ def omnialign_v(row: dict, ctx):
         rejected=rejected,
         images=images,
         source="omnialign_v",
-        category=subset_of(ctx.file),
+        category=str(ctx.options.get("category") or subset_of(ctx.file)),
     )

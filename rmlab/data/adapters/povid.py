@@ -13,9 +13,11 @@ Mapping: the two conversations must agree before their last turn (split_final_tu
 kept, is the prompt with the image where its `<image>` placeholder stands; chosen/rejected are the last gpt turns.
 id = the row's id (a COCO image name, which can repeat across rows); no category.
 
-Not confirmed: whether version_1.json keeps exactly these keys (no public loader or card lists its fields); in case
-it stores chosen/rejected replies beside a prompt-only `conversations` (the LLaMA-Factory ranking layout), that
-form is read too.
+Confirmed on the README's element itself (tests/fixtures/real/povid/, read by tests/test_adapters_real.py): its
+keys, the `./data/coco/COCO_train2014_....jpg` path (resolved under image_root as the COCO folder) and the
+conversations' form. Not confirmed: whether version_1.json keeps exactly these keys (no public loader or card lists
+its fields); in case it stores chosen/rejected replies beside a prompt-only `conversations` (the LLaMA-Factory
+ranking layout), that form is read too.
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ from the message's own paths, which are absolute paths on the authors' machines:
 `options: {strip_prefix: "/their/prefix/"}` to make them relative to the source's `image_root`. Rows have no id or
 sub-source: id = `<file stem>-<row>`, category "". meta: `preferred` (1 or 2).
 
+The README's training row (tests/fixtures/real/r1_reward/, its `//` annotations removed) confirms the row's keys
+(`message`, `question`, `answer`; no `image` key), `message` as a JSON string of one user message with a text part
+and an image part holding an absolute path, and `answer` as a one-string list; its judge prompt is elided in the
+README ("... <evaluation prompt text> ..."), so that row itself is a counted `schema` fault here (no [Question] or
+[Response 1] section to cut out), and the sections are confirmed from the inference code only.
 Not confirmed: the `image` column's encoding (the card says only "string"; 2.8 GB for 17k rows means the image
 data, not a path), whether any row is a video, and that every row uses exactly this judge template (rows whose
 prompt lacks the [Response 1]/[Response 2] sections are refused with ValueError).

@@ -1,7 +1,8 @@
 """Stanford Human Preferences (stanfordnlp/SHP): a Reddit post and two top-level comments, one preferred by the
 subreddit's votes.
 
-Schema (dataset card, https://huggingface.co/datasets/stanfordnlp/SHP, "Data Structure"): post_id, domain (the
+Schema (dataset card, https://huggingface.co/datasets/stanfordnlp/SHP, "Data Structure", whose example row from
+askculinary/train.json is in tests/fixtures/real/shp/ and read by tests/test_adapters_real.py): post_id, domain (the
 subreddit and split joined by "_", e.g. "askculinary_train"), upvote_ratio, history (post title + body), c_root_id_A,
 c_root_id_B, created_at_utc_A, created_at_utc_B, score_A, score_B (1 + upvotes - downvotes), human_ref_A,
 human_ref_B, labels (1 if A is preferred, 0 if B), seconds_difference, score_ratio (the preferred comment's score over
@@ -15,8 +16,8 @@ the other's, >= 1). Files: `<subreddit>/{train,validation,test}.json`, 18 subred
 - option `min_score_ratio` (default 1.0, i.e. all pairs): pairs with a lower `score_ratio` yield nothing. The card
   recommends training on score_ratio >= 2 pairs.
 
-Not confirmed: the rmlab loader reads `.json` as one JSON document, so SHP's JSON-lines `train.json` files must be
-renamed (or symlinked) to `.jsonl` for local loading; `path: hub` goes through `datasets` and is unaffected.
+Local files: SHP's `<subreddit>/train.json` are JSON lines under a `.json` name; rmlab's reader reads them as such
+(rmlab.data.readers.open_reader), so they load as shipped.
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
 """UltraFeedback (openbmb/UltraFeedback, raw): one instruction with rated completions, and the two pair views
 BaseReward trains on.
 
-Schema (OpenBMB/UltraFeedback README): source, instruction, models, completions[{model, principle,
-custom_system_prompt, response, annotations, fine-grained_score, overall_score, critique}], correct_answers,
-incorrect_answers. `overall_score` is the 1-10 critique score the paper's views use; each completion's `critique`
-(GPT-4's text) goes to the pair's meta as `chosen_reason` / `rejected_reason`, the critiques Critic-RM trains on.
+Schema (OpenBMB/UltraFeedback README, "Dataset Format"; its example row, one completion of four shown, is in
+tests/fixtures/real/ultrafeedback/): source, instruction, models, correct_answers, incorrect_answers,
+completions[{model, principle, custom_system_prompt, response, annotations{instruction_following, honesty,
+truthfulness, helpfulness: {Rating, Rationale, ...}}}]. The README's example has no `overall_score`, `critique` or
+`fine-grained_score`: those are added per completion by the repository's annotation code
+(src/data_annotation/annotate_critique.py writes `critique` and `overall_score`; fix_overall_score_issue.py adds
+`fine-grained_score` and corrects `overall_score`, the fix the hub release carries since 2023-12-29).
+`overall_score` is the 1-10 critique score the paper's views use; each completion's `critique` (GPT-4's text) goes to
+the pair's meta as `chosen_reason` / `rejected_reason`, the critiques Critic-RM trains on. A row whose completions
+carry no `overall_score` (the README's form) is a counted `schema` fault when it has two or more completions; a row
+with a single completion makes no pair either way.
 
 - `ultrafeedback` (Ultra-All): every pair of completions with different overall scores, the higher one chosen.
 - `ultrafeedback_hard` (Ultra-Hard): the pairs whose score gap is at least `HARD_MIN_GAP` (a data_mix source sets
