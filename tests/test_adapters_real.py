@@ -107,11 +107,12 @@ def test_ultrafeedback_readme_row_fields_and_no_scores():
         "truthfulness": "3",
         "helpfulness": "3",
     }
-    # the README's form has no overall_score: one completion makes no pair, and no fault (two would be a fault)
+    # the README's form has no overall_score: no pair, and a counted fault that says why (never a silent 0)
     report = LoadReport()
     for name in ("ultrafeedback", "ultrafeedback_hard"):
-        assert load_pairs(name, str(path), report=report) == []
-    assert (report.rows, report.pairs, dict(report.rejected)) == (2, 0, {})
+        assert load_pairs(name, str(path), report=report, policy="skip") == []
+    assert (report.rows, report.pairs, dict(report.rejected)) == (2, 0, {"schema": 2})
+    assert "1 of 1 completions have no overall_score" in report.examples["schema"][0]
 
 
 # ------------------------------------------------------------------------------------------------ SHP

@@ -10,8 +10,8 @@ truthfulness, helpfulness: {Rating, Rationale, ...}}}]. The README's example has
 `fine-grained_score` and corrects `overall_score`, the fix the hub release carries since 2023-12-29).
 `overall_score` is the 1-10 critique score the paper's views use; each completion's `critique` (GPT-4's text) goes to
 the pair's meta as `chosen_reason` / `rejected_reason`, the critiques Critic-RM trains on. A row whose completions
-carry no `overall_score` (the README's form) is a counted `schema` fault when it has two or more completions; a row
-with a single completion makes no pair either way.
+carry no `overall_score` (the README's form, even with the one completion its example shows) is a counted `schema`
+fault, never a silent 0; a row whose one completion is scored simply has nothing to compare.
 
 - `ultrafeedback` (Ultra-All): every pair of completions with different overall scores, the higher one chosen.
 - `ultrafeedback_hard` (Ultra-Hard): the pairs whose score gap is at least `HARD_MIN_GAP` (a data_mix source sets
@@ -27,7 +27,7 @@ SCHEMA = "instruction, completions[{response, overall_score}], source"
 
 def _pairs(row: dict, ctx, min_gap: float):
     scored = [c for c in row["completions"] if c.get("overall_score") is not None]
-    if len(scored) < 2 <= len(row["completions"]):  # (a file without the scores would otherwise read "clean", empty)
+    if len(scored) < min(2, len(row["completions"])):  # unscored ones leave no pair: a fault, not a "clean" 0
         raise ValueError(f"{len(row['completions']) - len(scored)} of {len(row['completions'])} completions have no "
                          "overall_score: no pair can be ranked")  # fmt: skip
     base = str(row.get("id") or ctx.row_id)
