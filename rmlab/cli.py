@@ -66,12 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("--project", help="wandb project (default: tracking.project)")
     db.add_argument("--dry-run", action="store_true", help="write the specification only; no server")
     db.add_argument("--out", default="results", help="where <experiment>.dashboard.json goes")
-    db.add_argument(
-        "--source",
-        choices=["offline", "online", "files"],
-        default="offline",
-        help="where the report's table is rebuilt from (as rmlab tables)",
-    )
+    _source_option(db, "where the report's table is rebuilt from (as rmlab tables)")
     db.add_argument("overrides", nargs="*")
 
     pl = sub.add_parser(
@@ -106,12 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("tables", help="rebuild an experiment's table from its runs")
     tb.add_argument("experiment")
     tb.add_argument("--out", default="results")
-    tb.add_argument(
-        "--source",
-        choices=["offline", "online", "files"],
-        default="offline",
-        help="offline: the wandb run files (default); online: the wandb project; files: run directories",
-    )
+    _source_option(tb, "offline: the wandb run files (default); online: the wandb project; files: run directories")
     tb.add_argument("overrides", nargs="*")
 
     d = sub.add_parser("data", help="data tools")
@@ -135,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
     va.add_argument("overrides", nargs="*", help="config overrides choosing the tokenizer: backbone=..., scale=...")
     return p
+
+
+def _source_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--source", choices=["offline", "online", "files"], default="offline", help=help)
 
 
 def _sweep_options(p: argparse.ArgumentParser, only: str = "") -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from rmlab.config.compose import experiment_table, experiments
 from rmlab.errors import ConfigError, RmlabError
 from rmlab.launch.grid import Job, grid_runs, sweep_key
-from rmlab.results.table import _fmt, build_table, load_records, to_markdown
+from rmlab.results.table import build_table, load_records, row_label, to_markdown
 from rmlab.tracking.logger import job_type
 from rmlab.tracking.offline import RunRecord
 
@@ -106,7 +106,7 @@ def dashboard_spec(
         raise ConfigError(f"experiment {experiment} has no jobs")
     rows = list(table_spec.rows)
     excluded = {str(r) for r in (table_spec.get("exclude_rows") or [])}
-    shown = [j for j in jobs if "|".join(_fmt(j.value(k)) for k in rows) not in excluded]
+    shown = [j for j in jobs if row_label(j.value(k) for k in rows) not in excluded]
     job_types = list(dict.fromkeys(job_type(j.container) for j in shown))
     seeds = str(table_spec.get("seeds") or "")
     axes = list(dict.fromkeys(axis for j in jobs for axis in j.sweep))

@@ -195,10 +195,11 @@ def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
         groups.setdefault(tuple(job.value(k) for k in row_keys), []).append(job)
     rows = []
     for key, members in groups.items():
-        if "|".join(_fmt(v) for v in key) in excluded:
+        label = row_label(key)
+        if label in excluded:
             continue
         cells = {}
-        paper_row = paper.get("|".join(_fmt(v) for v in key), {})
+        paper_row = paper.get(label, {})
         for col in spec.columns:
             cell = Cell(paper=paper_row.get(col.name))
             for job in members:
@@ -234,6 +235,11 @@ def build_table(spec, jobs: list[Job], records: dict[str, RunRecord]) -> Table:
     ]  # fmt: skip
     columns = [c.name for c in spec.columns]
     return Table(spec.title, row_keys, columns, rows, footer, warnings, bool(paper), plot, stale, histories)
+
+
+def row_label(values) -> str:
+    """A row's values as `exclude_rows` and the paper mapping name it: "2|silu"."""
+    return "|".join(_fmt(v) for v in values)
 
 
 def _fmt(value) -> str:
