@@ -29,9 +29,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps rewardbench==0.1.4  # its constants, read by a test
 	touch $@
 
-# Trains the demo grid (3 heads x 2 seeds, tiny Qwen2.5-VL, synthetic testbed), then prints its table.
+# Trains the demo grid (3 heads x 2 seeds, tiny Qwen2.5-VL, synthetic testbed), then prints its table. --retry: a
+# demo stopped half-way (Ctrl-C, a killed shell) resumes its runs from their checkpoints on the next `make demo`.
 demo: $(STAMP)
-	WANDB_MODE=offline $(BIN)/rmlab sweep demo
+	WANDB_MODE=offline $(BIN)/rmlab sweep demo --retry
 	$(BIN)/rmlab tables demo
 
 # The tests marked `slurm` run on a real single-node SLURM cluster: started here (root and apt needed; without them
@@ -39,7 +40,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@was_up=0; sinfo -h >/dev/null 2>&1 && was_up=1; \
 	$(SLURM)/up.sh || echo "make test: no local SLURM cluster; the tests marked slurm will be skipped"; \
-	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; \
+	$(BIN)/python -m pytest -m "not slow" -q --durations=15; rc=$$?; \
 	[ $$was_up = 1 ] || $(SLURM)/down.sh; exit $$rc
 
 slurm-up:

@@ -18,6 +18,10 @@ are timed in alternating rounds while it runs, so each `[vllm]` row has its own 
 of the same minutes. vLLM's CPU build has attention kernels for head sizes 32 and up, so with vllm every row's tiny
 model has 2 heads of 32 (`scale.tiny.num_heads=2`) instead of 4 of 16.
 
+`--set` changes every row's model, e.g. a model whose compute outweighs the per-request costs: `--set
+scale.tiny.hidden_size=512 --set scale.tiny.intermediate_size=1536 --set scale.tiny.num_layers=8 --set
+scale.tiny.num_heads=8`.
+
 Run from the repo root: `python bench/paradigm_scoring.py [--pairs 64 --rounds 3 --backbone qwen2_5_vl]`.
 """
 
@@ -46,6 +50,7 @@ VARIANTS = [
     ("grm (one order)", "grm", ["paradigm.both_orders=false"]),
     ("grm (both orders)", "grm", ["paradigm.both_orders=true"]),
     ("longcot (one order)", "longcot", ["paradigm.both_orders=false"]),
+    ("longcot voting@5 (one order)", "longcot", ["paradigm.both_orders=false", "paradigm.samples=5"]),
 ]
 
 
@@ -55,6 +60,7 @@ ENGINE_ROWS = [
     ("grm (one order)", "grm"),
     ("grm (both orders)", "grm"),
     ("longcot (one order)", "longcot"),
+    ("longcot voting@5 (one order)", "longcot"),
 ]
 VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 
@@ -68,6 +74,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--backbone", default="qwen2_5_vl", help="a family with a tiny config (default qwen2_5_vl)")
     p.add_argument("--critic-tokens", type=int, default=48, help="Critic-RM's critique cap (default 48)")
     p.add_argument("--longcot-tokens", type=int, default=96, help="LongCoT-GRM's reasoning cap (default 96)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every row's model, e.g. scale.tiny.hidden_size=512 (repeatable)",
+    )
     p.add_argument("--engines", default="hf,vllm" if VLLM_PYTHON.exists() else "hf",
                    help="hf, or hf,vllm (default: hf,vllm where `make vllm` built .venv-vllm)")  # fmt: skip
     args = p.parse_args()
@@ -104,6 +117,7 @@ def build_scorers(args, data_dir: Path):
                 "tracking=disabled",
                 "data_mix.max_length=2048",
                 *(["scale.tiny.num_heads=2"] if "vllm" in args.engines else []),
+                *args.set,
                 *overrides,
             ]
         )
@@ -213,8 +227,9 @@ def main() -> None:
     rates = {name: args.pairs / statistics.median(t) for name, t in times.items()}
     base = rates["naive"]
     heads = ", 2 heads of 32" if "vllm" in args.engines else ""
+    sizes = f" ({' '.join(args.set)})" if args.set else heads
     print(
-        f"\nScoring {args.pairs} held-out pairs, tiny {args.backbone}{heads}, batch {args.batch_size}, "
+        f"\nScoring {args.pairs} held-out pairs, tiny {args.backbone}{sizes}, batch {args.batch_size}, "
         f"{args.threads} threads, median of {args.rounds} rounds"
     )
     print(f"{'paradigm':40s} {'pairs/s':>9s} {'x naive':>8s} {'x hf':>6s} {'tokens generated/pair':>22s}")

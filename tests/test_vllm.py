@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from rmlab.config.compose import compose
+from rmlab.generation.server import CPU_NICENESS
 from rmlab.launch.job import run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +175,11 @@ def test_a_killed_job_leaves_no_server_and_a_second_job_takes_another_port(judge
         for j, (pid, _) in zip(jobs, servers, strict=True):
             members = _group(pid)
             assert len(members) >= 2  # the API server and its engine (and worker) processes
+            # below the job's priority (its worker spins between batches), as a process and as a session's group
+            assert torch.cuda.is_available() or all(os.getpriority(os.PRIO_PROCESS, m) == CPU_NICENESS for m in members)
+            autogroup = Path(f"/proc/{pid}/autogroup")
+            if autogroup.exists() and not torch.cuda.is_available():
+                assert autogroup.read_text().split()[-1] == str(CPU_NICENESS)
             j.send_signal(signal.SIGKILL)
             j.wait()
             deadline = time.monotonic() + 60

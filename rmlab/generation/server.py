@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import suppress
 from pathlib import Path
 
 from rmlab.errors import ConfigError, RmlabError
@@ -29,6 +30,11 @@ LOG_NAME = "vllm_server.log"
 REPO = Path(__file__).resolve().parents[2]
 # the CPU build's attention kernels (vllm/v1/attention/backends/cpu_attn.py, 0.32.0)
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+# A CPU server runs below the job's priority: after each batch its worker spins on its queue for a second
+# (vllm/distributed/device_communicators/shm_broadcast.py, SpinCondition), which at the job's priority takes the job's
+# own next step (a Critic-RM head's forward, a policy's update) down to a tenth of its speed on 2 cores; while the
+# job waits on it, it has the cores whatever its priority.
+CPU_NICENESS = 10
 # rmlab's image-only processors (rmlab.models.processors) under the stock class vLLM builds instead
 STANDARD_PROCESSORS = {
     "ImageOnlyQwen25VLProcessor": "Qwen2_5_VLProcessor",
@@ -55,6 +61,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_bind() -> str:
+    """The CPU server's threads on every core this job may use ("0,1"): the job waits while the server generates
+    (scoring and rollouts ask and wait), so the engine gets them all; vLLM's own `auto` binding keeps one core free
+    for its API server, half of a 2-core job (measured here: LongCoT-GRM 0.89x hf with `auto`, 1.36x bound to both
+    cores, 512-wide 8-layer model). $VLLM_CPU_OMP_THREADS_BIND, where set, wins."""
+    return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+
+
+def lower_autogroup(pid: int) -> None:
+    """Where the kernel groups processes by session (sched_autogroup), a niceness counts only inside the group: the
+    server's session (its own, for its keeper to stop it whole) gets CPU_NICENESS as a group."""
+    with suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(f"{CPU_NICENESS}\n")
 
 
 def _text_config(config: dict) -> dict:
@@ -141,6 +162,7 @@ class VLLMServer:
         if gen.eager:
             cmd.append("--enforce-eager")
         if self.on_cpu:
+            cmd = ["nice", "-n", str(CPU_NICENESS), *cmd]
             # a seeded request whose prompt is prefilled in chunks makes the CPU build rewind its torch generator,
             # which CPU generators cannot do ("CPU Generator does not use offset"): prompts are prefilled whole
             cmd.append("--no-enable-chunked-prefill")
@@ -164,6 +186,8 @@ class VLLMServer:
     def _launch(self, model: Path) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
                "DO_NOT_TRACK": "1", "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(float(self.gen.kv_cache_gb))))}  # fmt: skip
+        if self.on_cpu:
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_bind())
         if self.weight_reload:
             env["VLLM_SERVER_DEV_MODE"] = "1"  # /collective_rpc (reload_weights) and /reset_prefix_cache
         pidfile = self.work_dir / "vllm_server.pid"
@@ -182,6 +206,8 @@ class VLLMServer:
         while not pidfile.exists() and self.keeper.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         self.pid = int(pidfile.read_text()) if pidfile.exists() else None
+        if self.on_cpu and self.pid is not None:
+            lower_autogroup(self.pid)
         atexit.register(self.stop)
 
     def _wait_ready(self) -> None:
