@@ -30,7 +30,7 @@ NUMBER = re.compile(r"^-?\d+\.\d(?: ± \d+\.\d)? \(n=\d+\)$")
 
 EXTRA = {
     # confidence weights need a member above chance on the validation pairs: a few more steps
-    "ensembles": ["train.max_steps=200", "train.lr=1e-3"],
+    "ensembles": ["train.max_steps=100", "train.lr=2e-3"],
     # an untrained LongCoT-GRM cut at 8 tokens writes no readable verdict; VL-RewardBench's official convention
     # leaves those out, which leaves it no accuracy at all: counted wrong here, its cell has a number
     "paradigms": ["+benchmarks.vlrb.options.unparseable=wrong"],
