@@ -162,10 +162,10 @@ class VLLMServer:
         if gen.eager:
             cmd.append("--enforce-eager")
         if self.on_cpu:
-            cmd = ["nice", "-n", str(CPU_NICENESS), *cmd]
             # a seeded request whose prompt is prefilled in chunks makes the CPU build rewind its torch generator,
             # which CPU generators cannot do ("CPU Generator does not use offset"): prompts are prefilled whole
             cmd.append("--no-enable-chunked-prefill")
+            cmd = ["nice", "-n", str(CPU_NICENESS), *cmd]  # before it forks: its engine and worker inherit it
         return cmd + [str(a) for a in gen.extra_args]
 
     def start(self, attempts: int = 3) -> VLLMServer:
